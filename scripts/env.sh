@@ -1,0 +1,24 @@
+# Sourced by scripts/test and scripts/demo. Creates (once) a virtual
+# environment cached outside the checkout, keyed by a hash of the
+# requirements, installs specnet into it in editable mode, and activates it.
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cache="${SPECNET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/specnet}"
+key="$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-16)"
+venv="$cache/venv-$key"
+if [ ! -f "$venv/.deps-ok" ]; then
+    echo "specnet: creating $venv (first run only; torch is large, this takes a few minutes)" >&2
+    rm -rf "$venv"
+    mkdir -p "$cache"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[dev]"
+    touch "$venv/.deps-ok"
+    echo "$root" > "$venv/.checkout"
+fi
+# An environment made for another checkout is pointed at this one (cheap:
+# the dependencies are already there).
+if [ "$(cat "$venv/.checkout" 2>/dev/null)" != "$root" ]; then
+    "$venv/bin/python" -m pip install -q --no-deps -e "$root"
+    echo "$root" > "$venv/.checkout"
+fi
+export PATH="$venv/bin:$PATH"
+export VIRTUAL_ENV="$venv"

@@ -1,0 +1,1 @@
+"""specnet: declarative PyTorch networks."""

@@ -1,0 +1,119 @@
+"""The exception tree. Every error a user can cause is a :class:`SpecError`.
+
+::
+
+    ValueError
+    └── SpecError                 a spec could not be used; ``.errors`` lists every problem
+        ├── SpecSyntaxError       the text is not YAML/JSON, or breaks a safety limit
+        ├── SpecValidationError   the document does not follow the spec format
+        └── SpecShapeError        tensor shapes do not fit (found while compiling)
+
+Each problem is an :class:`ErrorItem` that knows its file, line, column and the
+path of the field inside the document, and prints as
+``file:line:col: model.layers[3].kernel_size: message``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+Path = tuple[str | int, ...]
+
+__all__ = [
+    "ErrorItem",
+    "SpecError",
+    "SpecShapeError",
+    "SpecSyntaxError",
+    "SpecValidationError",
+    "did_you_mean",
+    "format_path",
+]
+
+
+def format_path(path: Path) -> str:
+    """``("model", "layers", 3, "kernel_size")`` -> ``model.layers[3].kernel_size``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif out:
+            out += f".{part}"
+        else:
+            out = str(part)
+    return out or "<root>"
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """A ``; did you mean 'X'?`` suffix, or ``""`` when nothing is close."""
+    options = list(choices)
+    by_lower = {c.lower(): c for c in options}
+    if word.lower() in by_lower:
+        return f"; did you mean '{by_lower[word.lower()]}'?"
+    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
+    if not close:
+        close = [
+            by_lower[c]
+            for c in difflib.get_close_matches(word.lower(), list(by_lower), n=3, cutoff=0.6)
+        ]
+    if not close:
+        return ""
+    if len(close) == 1:
+        return f"; did you mean '{close[0]}'?"
+    return "; did you mean " + ", ".join(f"'{c}'" for c in close[:-1]) + f" or '{close[-1]}'?"
+
+
+@dataclass(frozen=True)
+class ErrorItem:
+    """One located problem in a spec."""
+
+    path: Path
+    msg: str
+    kind: str = "invalid"
+    file: str | None = None
+    line: int | None = None
+    col: int | None = None
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def where(self) -> str:
+        name = self.file or "<spec>"
+        if self.line is None:
+            return name
+        return f"{name}:{self.line}:{self.col}"
+
+    def __str__(self) -> str:
+        text = f"{self.where}: {format_path(self.path)}: {self.msg}"
+        for note in self.notes:
+            text += f"\n    {note}"
+        return text
+
+
+class SpecError(ValueError):
+    """A spec could not be loaded, validated or compiled.
+
+    ``errors`` holds every problem found, each with its location; ``str()`` prints
+    one line per problem.
+    """
+
+    def __init__(self, errors: Sequence[ErrorItem]) -> None:
+        self.errors: list[ErrorItem] = sorted(
+            errors, key=lambda e: (e.file or "", e.line or 0, e.col or 0)
+        )
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+    def __reduce__(self) -> tuple[type[SpecError], tuple[list[ErrorItem]]]:
+        return (type(self), (self.errors,))
+
+
+class SpecSyntaxError(SpecError):
+    """The text is not valid YAML/JSON, or breaks a safety limit (size, depth, aliases)."""
+
+
+class SpecValidationError(SpecError):
+    """The document does not follow the spec format."""
+
+
+class SpecShapeError(SpecError):
+    """Tensor shapes do not fit together; found while compiling, before any forward."""
