@@ -51,12 +51,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
     by_lower = {c.lower(): c for c in options}
     if word.lower() in by_lower:
         return f"; did you mean '{by_lower[word.lower()]}'?"
-    close = difflib.get_close_matches(word, options, n=3, cutoff=0.6)
-    if not close:
-        close = [
-            by_lower[c]
-            for c in difflib.get_close_matches(word.lower(), list(by_lower), n=3, cutoff=0.6)
-        ]
+    scored = sorted(
+        ((difflib.SequenceMatcher(None, word.lower(), c.lower()).ratio(), c) for c in options),
+        reverse=True,
+    )
+    # Keep the best match and those nearly as good as it.
+    close = [c for r, c in scored[:3] if r >= 0.6 and r >= scored[0][0] - 0.1]
     if not close:
         return ""
     if len(close) == 1:
@@ -85,8 +85,8 @@ class ErrorItem:
 
     def __str__(self) -> str:
         text = f"{self.where}: {format_path(self.path)}: {self.msg}"
-        for note in self.notes:
-            text += f"\n    {note}"
+        if self.notes:
+            text += " [" + "; ".join(self.notes) + "]"
         return text
 
 

@@ -113,7 +113,7 @@ class Document:
 
 
 class _Frame:
-    __slots__ = ("anchor", "container", "path", "pending_key", "start")
+    __slots__ = ("anchor", "container", "merged", "path", "pending_key", "start")
 
     def __init__(self, container: Any, path: Path, anchor: str | None, start: int) -> None:
         self.container = container
@@ -121,6 +121,8 @@ class _Frame:
         self.anchor = anchor
         self.start = start
         self.pending_key: tuple[str, tuple[int, int]] | None = None
+        self.merged: set[str] = set()
+        """Keys taken over by a ``<<`` merge; an explicit key replaces them."""
 
 
 class _Builder:
@@ -218,7 +220,7 @@ class _Builder:
         text: str = event.value
         tag = event.tag
         if tag in (None, "!"):
-            plain = event.style is None and event.implicit[0]
+            plain = not event.style and event.implicit[0]
             return _plain_scalar(text) if plain else text
         kind = tag[len(_STD_TAG) :]
         if kind == "str":
@@ -242,6 +244,9 @@ class _Builder:
         if key == "<<" and isinstance(value, (dict, list)):
             self._merge(parent, value, key_pos)
             return
+        if key in parent.merged:
+            parent.merged.discard(key)
+            del parent.container[key]
         if key in parent.container:
             first = self.source.keys.get(path)
             where = f" (first at line {first[0]})" if first else ""
@@ -263,6 +268,7 @@ class _Builder:
                 continue
             for k, v in source.items():
                 if k not in parent.container:
+                    parent.merged.add(k)
                     parent.container[k] = copy.deepcopy(v)
                     self.source.keys.setdefault((*parent.path, k), pos)
                     self.source.values.setdefault((*parent.path, k), pos)

@@ -1,0 +1,302 @@
+"""The registry: every type a spec may name, each described once.
+
+A :class:`TypeDef` holds a type's arguments (name, type, default, doc), which of
+them shape inference fills in, and how to build it. Validation, the JSON Schema,
+the compiler and the summary all read these descriptions; none keeps a list of
+its own. torch's classes are described by ``_catalog.json``, generated from
+torch's signatures and docstrings by ``python -m specnet._catalog_gen``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import json
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Literal
+
+from ._errors import did_you_mean
+from ._types import TypeSpec
+
+__all__ = [
+    "CONTAINERS",
+    "REQUIRED",
+    "Param",
+    "Registry",
+    "TypeDef",
+    "catalog",
+    "layers",
+    "losses",
+    "optimizers",
+    "register",
+    "schedulers",
+]
+
+
+class _Required:
+    def __repr__(self) -> str:
+        return "REQUIRED"
+
+
+REQUIRED: Any = _Required()
+"""Default of an argument that has none."""
+
+Kind = Literal["layer", "op", "container", "custom", "loss", "optimizer", "scheduler"]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One constructor argument."""
+
+    name: str
+    type: TypeSpec
+    doc: str = ""
+    default: Any = REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is REQUIRED
+
+
+@dataclass(frozen=True, eq=False)
+class TypeDef:
+    """Everything specnet knows about one nameable type."""
+
+    name: str
+    kind: Kind
+    params: tuple[Param, ...]
+    doc: str = ""
+    infers: frozenset[str] = frozenset()
+    """Arguments that shape inference fills in when the spec leaves them out."""
+    factory: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
+    """Returns the class (or callable) that builds the object; imports lazily."""
+    shape: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    """For layers registered from Python: the output-shape rule, if given."""
+
+    @functools.cached_property
+    def by_name(self) -> dict[str, Param]:
+        return {p.name: p for p in self.params}
+
+    def required(self) -> list[str]:
+        """Arguments a spec must give (inferred ones excluded)."""
+        return [p.name for p in self.params if p.required and p.name not in self.infers]
+
+    def build_target(self) -> Any:
+        if self.factory is None:
+            raise TypeError(f"{self.name} cannot be built directly")
+        return self.factory()
+
+
+class Registry(Mapping[str, TypeDef]):
+    """A name -> :class:`TypeDef` mapping that refuses duplicates."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._types: dict[str, TypeDef] = {}
+
+    def add(self, t: TypeDef, *, replace: bool = False) -> TypeDef:
+        if t.name in self._types and not replace:
+            raise ValueError(f"{self.what} type '{t.name}' is already registered")
+        self._types[t.name] = t
+        return t
+
+    def remove(self, name: str) -> None:
+        del self._types[name]
+
+    def __getitem__(self, name: str) -> TypeDef:
+        return self._types[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._types)
+
+    def __len__(self) -> int:
+        return len(self._types)
+
+    def unknown(self, name: str, extra: list[str] | None = None) -> str:
+        """Message for an unknown name, with a suggestion."""
+        return f"unknown {self.what} type '{name}'" + did_you_mean(name, [*self._types, *(extra or [])])
+
+
+@functools.cache
+def catalog() -> dict[str, Any]:
+    """The generated description of torch's classes."""
+    text = resources.files("specnet").joinpath("_catalog.json").read_text("utf-8")
+    data: dict[str, Any] = json.loads(text)
+    return data
+
+
+def _params(entry: Mapping[str, Any]) -> tuple[Param, ...]:
+    return tuple(
+        Param(p["name"], p["type"], p.get("doc", ""), REQUIRED if p.get("required") else p.get("default"))
+        for p in entry["params"]
+    )
+
+
+def _torch_attr(module: str, name: str) -> Callable[[], Any]:
+    return lambda: getattr(importlib.import_module(module), name)
+
+
+CONTAINERS: dict[str, TypeDef] = {}
+
+
+def _containers() -> dict[str, TypeDef]:
+    node: TypeSpec = "node"
+    names: TypeSpec = {"union": ["str", {"list": "str"}]}
+    defs = [
+        TypeDef(
+            "Sequential",
+            "container",
+            (Param("layers", {"union": [{"list": node}, {"map": node}]}, "The layers in call order: a list, or a mapping of names to layers (named children)."),),
+            "Layers applied one after another (torch.nn.Sequential).",
+        ),
+        TypeDef(
+            "ModuleList",
+            "container",
+            (
+                Param("layers", {"list": node}, "The layers, applied in order (kept as .layers, an nn.ModuleList)."),
+                Param("between", {"union": [node, "null"]}, "A parameter-free layer applied after each layer, e.g. ReLU.", None),
+            ),
+            "A list of layers held in an nn.ModuleList and applied in order.",
+        ),
+        TypeDef(
+            "ModuleDict",
+            "container",
+            (
+                Param("layers", {"map": node}, "A mapping of names to layers (kept as .layers, an nn.ModuleDict)."),
+                Param("forward", {"union": [{"list": "str"}, "null"]}, "Names of the layers in call order; a name may repeat to reuse that layer. Default: the mapping's order.", None),
+            ),
+            "Named layers held in an nn.ModuleDict, called in the order `forward` gives.",
+        ),
+        TypeDef(
+            "Graph",
+            "container",
+            (
+                Param("inputs", {"list": "str"}, "Names of the graph's inputs, in call order.", ["input"]),
+                Param("nodes", {"map": node}, "A mapping of node names to layers; each may name its input(s) with `input:` (default: the node before it)."),
+                Param("output", {"union": [names, "null"]}, "The node (or list of nodes) whose value the graph returns. Default: the last node.", None),
+            ),
+            "A directed graph of named layers: residual connections, concatenation, several inputs and outputs.",
+        ),
+    ]
+    return {d.name: d for d in defs}
+
+
+CONTAINERS.update(_containers())
+
+
+def _ops() -> list[TypeDef]:
+    """specnet's own parameter-free operations (modules in ``specnet._ops``)."""
+    ints: TypeSpec = {"list": "int"}
+    dim: TypeSpec = {"union": ["int", ints, "null"]}
+    specs: list[tuple[str, tuple[Param, ...], str]] = [
+        ("Add", (), "Sum of its inputs (same shapes, or broadcastable): a residual connection."),
+        ("Mul", (), "Elementwise product of its inputs."),
+        ("Concat", (Param("dim", "int", "Dimension to join along, counting the batch dimension as 0 (1 = channels).", 1),), "Concatenates its inputs along `dim` (torch.cat)."),
+        ("Reshape", (Param("shape", ints, "The new shape of ONE sample (the batch dimension is kept); one entry may be -1."),), "Reshapes each sample: x.reshape(x.shape[0], *shape)."),
+        ("Permute", (Param("dims", ints, "The new order of all dimensions, batch included (it must stay first: 0)."),), "Reorders dimensions (torch.permute)."),
+        ("Transpose", (Param("dim0", "int", "First dimension (batch is 0)."), Param("dim1", "int", "Second dimension (batch is 0).")), "Swaps two dimensions (torch.transpose)."),
+        ("Scale", (Param("factor", "float", "The constant to multiply by."),), "Multiplies by a constant: x * factor."),
+        ("Mean", (Param("dim", dim, "Dimension(s) to average over, batch is 0; null averages all but the batch.", None), Param("keepdim", "bool", "Keep the reduced dimensions with size 1.", False)), "Mean over dimensions (torch.mean)."),
+        ("Select", (Param("index", "int", "Which element of the tuple to pick (negative counts from the end)."),), "Picks one element of a tuple output, e.g. an LSTM's output from (output, (h, c))."),
+        ("Index", (Param("dim", "int", "The dimension to index, batch is 0."), Param("index", "int", "The position to take (negative counts from the end); the dimension is removed.")), "Takes one position along a dimension: x.select(dim, index), e.g. the last time step."),
+    ]
+    return [TypeDef(name, "op", params, doc, factory=_torch_attr("specnet._ops", name)) for name, params, doc in specs]
+
+
+def _from_catalog(section: str, kind: Kind, module: str) -> Registry:
+    from ._shapes import INFERS
+
+    reg = Registry({"layers": "layer", "losses": "loss", "optimizers": "optimizer", "schedulers": "scheduler"}[section])
+    for name, entry in sorted(catalog()[section].items()):
+        reg.add(
+            TypeDef(
+                name,
+                kind,
+                _params(entry),
+                entry.get("doc", ""),
+                frozenset(INFERS.get(name, ())) if kind == "layer" else frozenset(),
+                _torch_attr(module, name),
+            )
+        )
+    return reg
+
+
+@functools.cache
+def layers() -> Registry:
+    """Every type a node may name: torch.nn layers, specnet's ops and registered layers."""
+    reg = _from_catalog("layers", "layer", "torch.nn")
+    for op in _ops():
+        reg.add(op)
+    return reg
+
+
+@functools.cache
+def losses() -> Registry:
+    return _from_catalog("losses", "loss", "torch.nn")
+
+
+@functools.cache
+def optimizers() -> Registry:
+    return _from_catalog("optimizers", "optimizer", "torch.optim")
+
+
+@functools.cache
+def schedulers() -> Registry:
+    return _from_catalog("schedulers", "scheduler", "torch.optim.lr_scheduler")
+
+
+def _param_from_signature(p: inspect.Parameter) -> Param:
+    from ._catalog_gen import type_from_annotation
+
+    annotation = None if p.annotation is inspect.Parameter.empty else p.annotation
+    default = REQUIRED if p.default is inspect.Parameter.empty else p.default
+    spec = type_from_annotation(annotation, None if default is REQUIRED else default)
+    return Param(p.name, spec, f"`{p.name}` argument", default)
+
+
+def register(
+    cls: type | None = None,
+    *,
+    name: str | None = None,
+    infers: tuple[str, ...] = (),
+    shape: Callable[..., Any] | None = None,
+    replace: bool = False,
+) -> Any:
+    """Make a custom ``nn.Module`` class usable in specs, by its class name or ``name``.
+
+    Its constructor arguments (read from its signature and annotations) become the
+    spec's keys and appear in validation and in the generated JSON Schema.
+    ``infers`` names arguments that shape inference may fill in; ``shape`` is a
+    function ``(args, input_shape) -> output_shape`` on per-sample shapes (tuples
+    without the batch dimension). Usable as ``register(MyLayer)`` or as a
+    decorator ``@register(name="MyLayer")``.
+    """
+
+    def add(target: type) -> type:
+        type_name = name or target.__name__
+        reg = layers()
+        if not replace and (type_name in reg or type_name in CONTAINERS):
+            raise ValueError(f"layer type '{type_name}' is already registered")
+        sig = inspect.signature(target.__init__, eval_str=True)  # type: ignore[misc]
+        params = tuple(
+            _param_from_signature(p)
+            for p in list(sig.parameters.values())[1:]
+            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+            and p.name not in ("device", "dtype")
+        )
+        unknown = set(infers) - {p.name for p in params}
+        if unknown:
+            raise ValueError(f"infers names unknown arguments: {sorted(unknown)}")
+        doc = inspect.getdoc(target) or ""
+        reg.add(
+            TypeDef(type_name, "custom", params, doc.split("\n\n")[0], frozenset(infers), lambda: target, shape),
+            replace=replace,
+        )
+        return target
+
+    if cls is not None:
+        return add(cls)
+    return add

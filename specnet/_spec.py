@@ -1,0 +1,113 @@
+"""The validated spec: plain, immutable data that the compiler reads.
+
+Blocks are expanded and ``repeat`` unrolled, so every node here is either a
+registered layer or one of the four containers. Each node keeps the path of
+the spec text it came from, for errors found later (shapes).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from ._errors import Path
+from ._source import SourceMap
+
+__all__ = [
+    "DTYPES",
+    "Graph",
+    "GraphNode",
+    "Layer",
+    "ModuleDict",
+    "ModuleList",
+    "Node",
+    "Sequential",
+    "Spec",
+    "TensorSpec",
+]
+
+DTYPES = ("float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
+@dataclass(frozen=True)
+class Node:
+    path: Path
+    notes: tuple[str, ...] = field(default=(), kw_only=True)
+    """Extra context for errors, e.g. which block use this node came from."""
+
+
+@dataclass(frozen=True)
+class Layer(Node):
+    """A registered layer or op, with the arguments the spec gave (inferred ones absent)."""
+
+    type: str
+    args: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Sequential(Node):
+    children: tuple[tuple[str, Node], ...]
+
+
+@dataclass(frozen=True)
+class ModuleList(Node):
+    children: tuple[Node, ...]
+    between: Node | None = None
+
+
+@dataclass(frozen=True)
+class ModuleDict(Node):
+    children: tuple[tuple[str, Node], ...]
+    forward: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class GraphNode:
+    name: str
+    node: Node
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Graph(Node):
+    inputs: tuple[str, ...]
+    nodes: tuple[GraphNode, ...]
+    outputs: tuple[str, ...]
+    tuple_output: bool
+    """Whether the graph returns a tuple (``output`` was a list)."""
+
+
+class TensorSpec(BaseModel):
+    """Shape (of one sample, no batch dimension) and dtype of a model input."""
+
+    model_config = ConfigDict(frozen=True)
+
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+class Spec(BaseModel):
+    """A validated spec, ready to build."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    version: int = 1
+    name: str | None = None
+    inputs: dict[str, TensorSpec]
+    """The model's inputs by name; a spec with one unnamed input calls it ``input``."""
+    model: Node
+    train: Any = None
+    """The validated ``train:`` section (a :class:`specnet.TrainSpec`), if any."""
+    data: dict[str, Any]
+    """The spec as written (blocks unexpanded), for run folders and checkpoints."""
+    source: SourceMap
+
+    @property
+    def input(self) -> TensorSpec:
+        """The single input (error if the model takes several)."""
+        if len(self.inputs) != 1:
+            raise ValueError(f"this spec has {len(self.inputs)} inputs: {list(self.inputs)}")
+        return next(iter(self.inputs.values()))

@@ -1,0 +1,146 @@
+"""Reading spec text: positions, YAML 1.2 scalars, and safety against hostile input."""
+
+from __future__ import annotations
+
+import json
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+
+from specnet import SpecSyntaxError
+from specnet._source import MAX_BYTES, MAX_DEPTH, MAX_NODES, read_document
+
+
+def test_positions_of_keys_and_values() -> None:
+    doc = read_document("a: 1\nb:\n  - x\n  - {c: 2}\n")
+    assert doc.data == {"a": 1, "b": ["x", {"c": 2}]}
+    assert doc.source.values[("a",)] == (1, 4)
+    assert doc.source.keys[("b",)] == (2, 1)
+    assert doc.source.values[("b", 1, "c")] == (4, 9)
+    # A path without a position of its own falls back to its nearest ancestor.
+    assert doc.source.position(("b", 1, "c", "missing")) == (4, 9)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("1e-3", 0.001),
+        ("1.5", 1.5),
+        ("-2", -2),
+        ("0x1f", 31),
+        ("0o17", 15),
+        ("true", True),
+        ("False", False),
+        ("null", None),
+        ("~", None),
+        ("", None),
+        ("no", "no"),  # YAML 1.1 read this as false; 1.2 (JSON, the editors) as a string
+        ("on", "on"),
+        ("'3'", "3"),
+        ("2001-12-14", "2001-12-14"),  # no timestamp objects
+        (".inf", float("inf")),
+        ("!!str 3", "3"),
+        ("!!float 3", 3.0),
+    ],
+)
+def test_scalars_follow_yaml_1_2_core_schema(text: str, value: object) -> None:
+    assert read_document(f"v: {text}\n").data == {"v": value}
+
+
+def test_duplicate_keys_are_reported_not_dropped() -> None:
+    doc = read_document("a: 1\nb: 2\na: 3\n")
+    assert doc.data["a"] == 1
+    [err] = doc.errors
+    assert (err.line, err.col) == (3, 1)
+    assert "duplicate key 'a' (first at line 1)" in err.msg
+
+
+def test_merge_keys_keep_explicit_values() -> None:
+    doc = read_document("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n")
+    assert doc.data["use"] == {"x": 1, "y": 3}
+
+
+def test_json_text_and_files(tmp_path: Path) -> None:
+    p = tmp_path / "spec.json"
+    p.write_text(json.dumps({"input": [3], "model": "ReLU"}, indent=1))
+    doc = read_document(p)
+    assert doc.data == {"input": [3], "model": "ReLU"}
+    assert doc.source.file == str(p)
+    assert doc.source.values[("model",)] == (5, 11)
+    assert read_document(str(p)).data == doc.data
+
+
+def test_mapping_input_is_copied() -> None:
+    data = {"input": [3], "model": {"type": "Linear", "out_features": 2}}
+    doc = read_document(data)
+    doc.data["model"]["out_features"] = 5
+    assert data["model"]["out_features"] == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("a: !!python/object/apply:os.system ['echo hi']\n", "tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed"),
+        ("a: !foo 1\n", "tag '!foo' is not allowed"),
+        ("a: !!binary aGk=\n", "is not allowed"),
+        ("a: 1\n---\nb: 2\n", "found a second"),
+        ("a: [1, 2\n", "YAML syntax error"),
+        ("a:\n\t- 1\n", "YAML syntax error"),
+        ("a: *nothing\n", "refers to no finished anchor"),
+        ("? [1, 2]\n: x\n", "mapping keys must be plain strings"),
+        ("a: !!int x\n", "not a valid !!int"),
+    ],
+)
+def test_bad_yaml_is_a_located_syntax_error(text: str, fragment: str) -> None:
+    with pytest.raises(SpecSyntaxError) as info:
+        read_document(text)
+    [err] = info.value.errors
+    assert fragment in err.msg
+    assert err.line is not None
+
+
+def test_alias_bomb_is_refused_quickly_in_bounded_memory() -> None:
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 10):
+        refs = ", ".join([f"*a{i - 1}"] * 10)
+        lines.append(f"a{i}: &a{i} [{refs}]")
+    text = "\n".join(lines) + "\n"
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(SpecSyntaxError) as info:
+        read_document(text)
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert f"more than {MAX_NODES} values" in str(info.value)
+    assert elapsed < 5
+    assert peak < 200 * 1024 * 1024
+
+
+def test_deep_nesting_is_refused_without_recursion_error() -> None:
+    text = "a: " + "[" * 100_000 + "]" * 100_000 + "\n"
+    with pytest.raises(SpecSyntaxError) as info:
+        read_document(text)
+    assert f"more than {MAX_DEPTH} levels" in str(info.value)
+
+
+def test_huge_documents_are_refused_before_parsing(tmp_path: Path) -> None:
+    p = tmp_path / "huge.yaml"
+    p.write_text("a: " + "x" * (MAX_BYTES + 1) + "\n")
+    start = time.perf_counter()
+    with pytest.raises(SpecSyntaxError, match="larger than"):
+        read_document(p)
+    with pytest.raises(SpecSyntaxError, match="larger than"):
+        read_document("a: " + "x" * (MAX_BYTES + 1))
+    assert time.perf_counter() - start < 1
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(SpecSyntaxError, match="cannot read spec"):
+        read_document(tmp_path / "missing.yaml")
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes(b"a: \xe9\n")
+    with pytest.raises(SpecSyntaxError, match="not UTF-8"):
+        read_document(p)

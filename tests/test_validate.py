@@ -1,0 +1,318 @@
+"""Validation: every error located, all at once, with suggestions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import specnet
+from specnet import SpecError, SpecValidationError
+from specnet._spec import Graph, Layer, ModuleDict, ModuleList, Sequential
+
+
+def errors(text: str) -> list[str]:
+    """Error lines of a spec, without the ``<spec>`` file prefix."""
+    with pytest.raises(SpecValidationError) as info:
+        specnet.load(text)
+    return [str(e).removeprefix("<spec>:") for e in info.value.errors]
+
+
+LENET = """\
+input: [1, 32, 32]
+model:
+  type: Sequential
+  layers:
+    conv1: {type: Conv2d, out_channels: 6, kernel_size: 3}
+    relu1: ReLU
+    pool1: {type: MaxPool2d, kernel_size: 2}
+    flat: Flatten
+    fc: {type: Linear, out_features: 10}
+"""
+
+
+def test_valid_spec_becomes_typed_nodes() -> None:
+    spec = specnet.load(LENET)
+    assert spec.input.shape == (1, 32, 32)
+    assert spec.input.dtype == "float32"
+    assert isinstance(spec.model, Sequential)
+    names = [name for name, _ in spec.model.children]
+    assert names == ["conv1", "relu1", "pool1", "flat", "fc"]
+    conv = spec.model.children[0][1]
+    assert isinstance(conv, Layer)
+    assert conv.type == "Conv2d"
+    assert dict(conv.args) == {"out_channels": 6, "kernel_size": 3}
+
+
+def test_every_error_is_reported_at_once_with_location() -> None:
+    text = """\
+input: [1, 32, 32]
+modle: 1
+model:
+  type: Sequential
+  layers:
+    - {type: Conv2D, out_channels: 6, kernel_size: 3}
+    - {type: Conv2d, out_channels: 6, kernal_size: 3}
+    - {type: Conv2d, out_channels: "6", kernel_size: [3, 3, 3]}
+    - {type: Linear}
+    - 42
+"""
+    assert errors(text) == [
+        "2:1: modle: unknown top-level key 'modle'; did you mean 'model'?",
+        "6:14: model.layers[0].type: unknown layer type 'Conv2D'; did you mean 'Conv2d'?",
+        "7:39: model.layers[1].kernal_size: unknown argument 'kernal_size' for Conv2d; did you mean 'kernel_size'?",
+        "8:36: model.layers[2].out_channels: expected int, got '6'",
+        "8:54: model.layers[2].kernel_size: expected int or list of 2 int, got [3, 3, 3]",
+        "9:7: model.layers[3].out_features: missing required argument 'out_features' for Linear",
+        "10:7: model.layers[4]: expected a layer (a type name, or a mapping with 'type'), got 42",
+    ]
+
+
+def test_inferred_arguments_may_be_left_out_or_given() -> None:
+    spec = specnet.load("input: [4]\nmodel: {type: Linear, in_features: 4, out_features: 2}\n")
+    assert isinstance(spec.model, Layer)
+    assert spec.model.args["in_features"] == 4
+    specnet.load("input: [4]\nmodel: {type: Linear, out_features: 2}\n")
+
+
+def test_strict_types_match_json_schema() -> None:
+    assert errors("input: [4]\nmodel: {type: Linear, out_features: 2.0}\n") == [
+        "2:37: model.out_features: expected int, got 2.0"
+    ]
+    assert errors("input: [4]\nmodel: {type: Linear, out_features: 2, bias: no}\n") == [
+        "2:46: model.bias: expected bool, got 'no' (write true or false)"
+    ]
+    # float arguments accept whole numbers, as JSON Schema's "number" does
+    specnet.load("input: [4]\nmodel: {type: Dropout, p: 0}\n")
+
+
+def test_repeat_unrolls_in_lists_and_nests_under_names() -> None:
+    spec = specnet.load(
+        "input: [4]\nmodel:\n  type: Sequential\n  layers:\n"
+        "    - {type: Linear, out_features: 4, repeat: 3}\n    - ReLU\n"
+    )
+    assert isinstance(spec.model, Sequential)
+    assert [n for n, _ in spec.model.children] == ["0", "1", "2", "3"]
+    named = specnet.load(
+        "input: [4]\nmodel:\n  type: Sequential\n  layers:\n"
+        "    stage: {type: Linear, out_features: 4, repeat: 2}\n"
+    )
+    assert isinstance(named.model, Sequential)
+    [(name, stage)] = named.model.children
+    assert name == "stage"
+    assert isinstance(stage, Sequential)
+    assert [n for n, _ in stage.children] == ["0", "1"]
+    assert errors("input: [4]\nmodel: {type: Sequential, layers: [{type: ReLU, repeat: 0}]}\n") == [
+        "2:57: model.layers[0].repeat: 'repeat' must be a whole number >= 1, got 0"
+    ]
+
+
+def test_blocks_substitute_parameters_keeping_types() -> None:
+    text = """\
+input: [3, 32, 32]
+blocks:
+  ConvBNReLU:
+    params: {channels: int, stride: 1, kernel: [3, 3]}
+    body:
+      type: Sequential
+      layers:
+        - {type: Conv2d, out_channels: $channels, kernel_size: $kernel, stride: $stride, bias: false}
+        - BatchNorm2d
+        - ReLU
+model:
+  type: Sequential
+  layers:
+    - {type: ConvBNReLU, channels: 32}
+    - {type: ConvBNReLU, channels: 64, stride: 2, repeat: 2}
+"""
+    spec = specnet.load(text)
+    assert isinstance(spec.model, Sequential)
+    assert len(spec.model.children) == 3
+    first = spec.model.children[0][1]
+    assert isinstance(first, Sequential)
+    conv = first.children[0][1]
+    assert isinstance(conv, Layer)
+    assert dict(conv.args) == {"out_channels": 32, "kernel_size": [3, 3], "stride": 1, "bias": False}
+
+
+def test_block_errors_point_inside_the_block_and_at_the_use() -> None:
+    text = """\
+input: [3, 32, 32]
+blocks:
+  Conv:
+    params: {channels: int, k: 3}
+    body: {type: Conv2d, out_channels: $channels, kernel_size: $k, padingg: 1}
+  Other:
+    params: {n: int}
+    body: {type: Linear, out_features: $m}
+model:
+  type: Sequential
+  layers:
+    - {type: Conv, channels: 8, k: [1, 2, 3]}
+    - {type: Conv, chanels: 8}
+    - {type: Conv, channels: true}
+"""
+    assert errors(text) == [
+        "5:68: blocks.Conv.body.padingg: unknown argument 'padingg' for Conv2d; did you mean 'padding'?",
+        "8:40: blocks.Other.body.out_features: unknown block parameter '$m'",
+        "12:36: model.layers[0].k: expected int or list of 2 int, got [1, 2, 3] "
+        "[passed into the block at <spec>:5:64 (blocks.Conv.body.kernel_size)]",
+        "13:20: model.layers[1].chanels: unknown parameter 'chanels' for block Conv; did you mean 'channels'?",
+        "14:30: model.layers[2].channels: expected int, got true",
+    ]
+
+
+def test_recursive_blocks_are_refused() -> None:
+    text = "input: [4]\nblocks:\n  A: {body: {type: Sequential, layers: [A]}}\nmodel: A\n"
+    assert any("block 'A' uses itself" in e for e in errors(text))
+
+
+def test_expansion_is_bounded() -> None:
+    text = """\
+input: [4]
+blocks:
+  B1: {body: {type: Sequential, layers: [{type: ReLU, repeat: 1000}]}}
+  B2: {body: {type: Sequential, layers: [{type: B1, repeat: 1000}]}}
+model: B2
+"""
+    assert any("model too large" in e for e in errors(text))
+
+
+def test_graph_references() -> None:
+    text = """\
+input: [8]
+model:
+  type: Graph
+  nodes:
+    a: {type: Linear, out_features: 8}
+    b: {type: Add, input: [input, a]}
+    c: {type: Concat, input: [b, d, zz]}
+    d: ReLU
+  output: [c, e]
+"""
+    assert errors(text) == [
+        "7:34: model.nodes.c.input[1]: input 'd' is defined later in the graph; nodes may only use earlier nodes",
+        "7:37: model.nodes.c.input[2]: input 'zz' is not a graph input or an earlier node",
+        "9:15: model.output[1]: output 'e' is not a node of this graph",
+    ]
+    spec = specnet.load(text.replace(", d, zz", ", a").replace("[c, e]", "c"))
+    assert isinstance(spec.model, Graph)
+    assert [(n.name, n.inputs) for n in spec.model.nodes] == [
+        ("a", ("input",)),
+        ("b", ("input", "a")),
+        ("c", ("b", "a")),
+        ("d", ("c",)),
+    ]
+    assert spec.model.outputs == ("c",)
+
+
+def test_input_key_outside_a_graph_is_an_error() -> None:
+    assert errors("input: [4]\nmodel: {type: Sequential, layers: [{type: ReLU, input: x}]}\n") == [
+        "2:49: model.layers[0].input: 'input' names a node's inputs and is only allowed on the nodes of a Graph"
+    ]
+
+
+def test_module_list_and_dict() -> None:
+    spec = specnet.load(
+        "input: [1, 28, 28]\nmodel:\n  type: ModuleList\n  between: ReLU\n  layers:\n"
+        "    - {type: Conv2d, out_channels: 20, kernel_size: 5}\n"
+        "    - {type: Conv2d, out_channels: 64, kernel_size: 5}\n"
+    )
+    assert isinstance(spec.model, ModuleList)
+    assert isinstance(spec.model.between, Layer)
+    spec = specnet.load(
+        "input: [1, 28, 28]\nmodel:\n  type: ModuleDict\n  forward: [conv1, relu, conv2, relu]\n  layers:\n"
+        "    conv1: {type: Conv2d, out_channels: 20, kernel_size: 5}\n"
+        "    conv2: {type: Conv2d, out_channels: 64, kernel_size: 5}\n    relu: ReLU\n"
+    )
+    assert isinstance(spec.model, ModuleDict)
+    assert spec.model.forward == ("conv1", "relu", "conv2", "relu")
+    assert errors("input: [4]\nmodel: {type: ModuleDict, layers: {a: ReLU}, forward: [a, b]}\n") == [
+        "2:59: model.forward[1]: 'forward' names unknown layer 'b'"
+    ]
+
+
+def test_inputs() -> None:
+    spec = specnet.load("input: {shape: [32], dtype: int64}\nmodel: {type: Embedding, num_embeddings: 10, embedding_dim: 4}\n")
+    assert spec.input.dtype == "int64"
+    spec = specnet.load(
+        "input: {a: [4], b: [4]}\nmodel:\n  type: Graph\n  inputs: [a, b]\n  nodes:\n    s: {type: Add, input: [a, b]}\n"
+    )
+    assert list(spec.inputs) == ["a", "b"]
+    assert errors("input: [0, -1]\nmodel: ReLU\n") == [
+        "1:8: input: a shape is a list of positive whole numbers (one sample, no batch dimension), got [0, -1]"
+    ]
+    assert errors("input: {a: [4], b: [4]}\nmodel: ReLU\n") == [
+        "2:8: model: a spec with several inputs (a, b) needs a Graph model"
+    ]
+
+
+def test_train_section_is_validated_with_torch_names() -> None:
+    text = """\
+input: [4]
+model: {type: Linear, out_features: 2}
+train:
+  optimizer: {type: SGD, lr: 0.1, momentom: 0.9}
+  loss: CrossEntropyLos
+  epochs: 0
+  batchsize: 3
+"""
+    assert errors(text) == [
+        "4:35: train.optimizer.momentom: unknown argument 'momentom' for SGD; did you mean 'momentum'?",
+        "5:9: train.loss.type: unknown loss type 'CrossEntropyLos'; did you mean 'CrossEntropyLoss'?",
+        "6:11: train.epochs: Input should be greater than or equal to 1, got 0",
+        "7:3: train.batchsize: unknown train setting 'batchsize'; did you mean 'batch_size'?",
+    ]
+    spec = specnet.load(text.replace("momentom", "momentum").replace("Los\n", "Loss\n").replace("epochs: 0", "epochs: 2").replace("batchsize", "batch_size"))
+    assert spec.train is not None
+    assert spec.train.optimizer.type == "SGD"
+    assert spec.train.optimizer.args == {"lr": 0.1, "momentum": 0.9}
+
+
+def test_load_accepts_paths_text_and_dicts(tmp_path: Path) -> None:
+    p = tmp_path / "net.yaml"
+    p.write_text(LENET)
+    for source in (p, str(p), LENET, specnet.load(LENET).data):
+        assert isinstance(specnet.load(source).model, Sequential)
+    with pytest.raises(SpecError) as info:
+        specnet.load({"input": [3], "model": {"type": "Lnear"}})
+    assert str(info.value) == "<spec>: model.type: unknown layer type 'Lnear'; did you mean 'Linear'?"
+
+
+def test_validate_returns_error_lines(tmp_path: Path) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text("input: [3]\nmodel: Lnear\n")
+    assert specnet.validate(p) == [f"{p}:2:8: model.type: unknown layer type 'Lnear'; did you mean 'Linear'?"]
+    assert specnet.validate(LENET) == []
+
+
+def test_register_custom_layer() -> None:
+    import torch
+    from torch import nn
+
+    class Swish(nn.Module):
+        """x * sigmoid(beta * x)."""
+
+        def __init__(self, beta: float = 1.0, learnable: bool = False) -> None:
+            super().__init__()
+            self.beta = nn.Parameter(torch.tensor(beta), requires_grad=learnable)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * torch.sigmoid(self.beta * x)
+
+    specnet.register(Swish)
+    try:
+        spec = specnet.load("input: [4]\nmodel: {type: Swish, beta: 2}\n")
+        assert isinstance(spec.model, Layer)
+        assert errors("input: [4]\nmodel: {type: Swish, beta: fast}\n") == [
+            "2:28: model.beta: expected float, got 'fast'"
+        ]
+        with pytest.raises(ValueError, match="already registered"):
+            specnet.register(Swish)
+        from specnet._jsonschema import build_schema
+
+        assert "layer.Swish" in build_schema()["definitions"]
+    finally:
+        from specnet._registry import layers
+
+        layers().remove("Swish")
