@@ -69,13 +69,20 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    v = sub.add_parser("validate", help="check spec files; one line per error (file:line:col: path: message)")
+    v = sub.add_parser(
+        "validate", help="check spec files; one line per error (file:line:col: path: message)"
+    )
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     v.set_defaults(run=_validate)
 
     s = sub.add_parser("schema", help="write the JSON Schema that editors and check-jsonschema use")
-    s.add_argument("-o", "--output", default="schemas/specnet.schema.json", help="where to write ('-' for stdout)")
+    s.add_argument(
+        "-o",
+        "--output",
+        default="schemas/specnet.schema.json",
+        help="where to write ('-' for stdout)",
+    )
     s.add_argument("--check", action="store_true", help="exit 1 if the file is not up to date")
     s.set_defaults(run=_schema)
     return p

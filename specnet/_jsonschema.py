@@ -28,8 +28,16 @@ __all__ = ["SCHEMA_PATH", "build_schema", "schema_text"]
 
 SCHEMA_PATH = "schemas/specnet.schema.json"
 _DEFS = "#/definitions/"
-_PARAM_REF = {"type": "string", "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$", "description": "A block parameter, replaced by its value where the block is used."}
-_REPEAT = {"type": "integer", "minimum": 1, "description": "Repeat this layer: N fresh copies in a row (inside a list), or an nn.Sequential of N copies."}
+_PARAM_REF = {
+    "type": "string",
+    "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$",
+    "description": "A block parameter, replaced by its value where the block is used.",
+}
+_REPEAT = {
+    "type": "integer",
+    "minimum": 1,
+    "description": "Repeat this layer: N fresh copies in a row (inside a list), or an nn.Sequential of N copies.",
+}
 _INPUT = {
     "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
     "description": "Graph nodes only: the name(s) of the node's input(s). Default: the node before it.",
@@ -58,7 +66,11 @@ def _arg_schema(t: TypeDef, p: Param, variant: str) -> dict[str, Any]:
 def _object(t: TypeDef, variant: str, node_keys: bool = True) -> dict[str, Any]:
     props: dict[str, Any] = {"type": {"const": t.name, "description": t.doc or t.name}}
     if node_keys:
-        props["repeat"] = {"anyOf": [_REPEAT, {"$ref": _DEFS + "param"}]} if variant == "open" else _REPEAT
+        props["repeat"] = (
+            {"anyOf": [_REPEAT, {"$ref": _DEFS + "param"}], "description": _REPEAT["description"]}
+            if variant == "open"
+            else _REPEAT
+        )
         props["input"] = _INPUT
     for p in t.params:
         props[p.name] = _arg_schema(t, p, variant)
@@ -74,12 +86,19 @@ def _object(t: TypeDef, variant: str, node_keys: bool = True) -> dict[str, Any]:
     }
 
 
-def _dispatch(types: Iterable[TypeDef], prefix: str, names_schema: dict[str, Any], what: str) -> dict[str, Any]:
+def _dispatch(
+    types: Iterable[TypeDef], prefix: str, names_schema: dict[str, Any], what: str
+) -> dict[str, Any]:
     """An object whose ``type`` selects one of ``types`` (if/then per type)."""
     return {
         "type": "object",
         "required": ["type"],
-        "properties": {"type": {**names_schema, "description": f"The {what} type: a torch name (or a specnet name)."}},
+        "properties": {
+            "type": {
+                **names_schema,
+                "description": f"The {what} type: a torch name (or a specnet name).",
+            }
+        },
         "allOf": [
             {
                 "if": {"properties": {"type": {"const": t.name}}, "required": ["type"]},
@@ -100,7 +119,11 @@ def _component(reg: Registry, prefix: str, defs: dict[str, Any]) -> dict[str, An
     names = sorted(reg)
     return {
         "anyOf": [
-            {"type": "string", "enum": _bare(reg.values()), "description": f"A {reg.what} with default arguments."},
+            {
+                "type": "string",
+                "enum": _bare(reg.values()),
+                "description": f"A {reg.what} with default arguments.",
+            },
             _dispatch(reg.values(), prefix, {"enum": names}, reg.what),
         ]
     }
@@ -115,7 +138,7 @@ def _train(defs: dict[str, Any]) -> dict[str, Any]:
         "schedule": _component(schedulers(), "schedule.", defs),
     }
     defs["transform"] = _component(transforms(), "transform.", defs)
-    for name in ("MNIST FashionMNIST KMNIST CIFAR10 CIFAR100 SVHN").split():
+    for name in ["MNIST", "FashionMNIST", "KMNIST", "CIFAR10", "CIFAR100", "SVHN"]:
         defs["data." + name]["properties"]["transforms"]["items"] = {"$ref": _DEFS + "transform"}
     pyd = TrainSpec.model_json_schema()
     for name, field in TrainSpec.model_fields.items():
@@ -133,7 +156,12 @@ def _train(defs: dict[str, Any]) -> dict[str, Any]:
                 sub.pop("title", None)
         s["description"] = f"{field.description} Default: {json.dumps(field.default)}."
         props[name] = s
-    return {"type": "object", "description": "How `specnet train` trains the model.", "properties": props, "additionalProperties": False}
+    return {
+        "type": "object",
+        "description": "How `specnet train` trains the model.",
+        "properties": props,
+        "additionalProperties": False,
+    }
 
 
 def _tensor() -> dict[str, Any]:
@@ -151,7 +179,10 @@ def _tensor() -> dict[str, Any]:
                 "required": ["shape"],
                 "properties": {
                     "shape": shape,
-                    "dtype": {"enum": list(DTYPES), "description": "Element type. Default: float32."},
+                    "dtype": {
+                        "enum": list(DTYPES),
+                        "description": "Element type. Default: float32.",
+                    },
                 },
                 "additionalProperties": False,
             },
@@ -169,14 +200,28 @@ def build_schema() -> dict[str, Any]:
         prefix = f"{variant}layer." if variant else "layer."
         for t in all_types:
             defs[prefix + t.name] = _object(t, variant)
+        type_names: dict[str, Any]
         if variant:
-            type_names = {"anyOf": [{"enum": names}, {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"}, {"$ref": _DEFS + "param"}]}
+            type_names = {
+                "anyOf": [
+                    {"enum": names},
+                    {"type": "string", "pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                    {"$ref": _DEFS + "param"},
+                ]
+            }
         else:
             type_names = {"enum": names}
         defs[f"{variant}layer"] = _dispatch(all_types, prefix, type_names, "layer")
-        bare: dict[str, Any] = {"type": "string", "enum": _bare(all_types), "description": "A layer with no required arguments, e.g. ReLU."}
+        bare: dict[str, Any] = {
+            "type": "string",
+            "enum": _bare(all_types),
+            "description": "A layer with no required arguments, e.g. ReLU.",
+        }
         if variant:
-            bare = {"type": "string", "description": "A layer with no required arguments, a block, or a block parameter."}
+            bare = {
+                "type": "string",
+                "description": "A layer with no required arguments, a block, or a block parameter.",
+            }
         defs[f"{variant}node"] = {"anyOf": [bare, {"$ref": _DEFS + f"{variant}layer"}]}
     defs["tensor"] = _tensor()
     defs["block"] = {
@@ -189,7 +234,10 @@ def build_schema() -> dict[str, Any]:
                 "description": "Parameter names: a type name (int, float, bool, str, list, any) makes one required; any other value is its default.",
                 "additionalProperties": True,
             },
-            "body": {"allOf": [{"$ref": _DEFS + "opennode"}], "description": "The network; `$name` values are replaced by the parameters."},
+            "body": {
+                "allOf": [{"$ref": _DEFS + "opennode"}],
+                "description": "The network; `$name` values are replaced by the parameters.",
+            },
         },
         "additionalProperties": False,
     }
@@ -208,10 +256,19 @@ def build_schema() -> dict[str, Any]:
                 "description": "Shape of one sample (no batch dimension), {shape, dtype}, or a mapping of named inputs for a Graph.",
                 "anyOf": [
                     {"$ref": _DEFS + "tensor"},
-                    {"type": "object", "not": {"required": ["shape"]}, "additionalProperties": {"$ref": _DEFS + "tensor"}, "minProperties": 1},
+                    {
+                        "type": "object",
+                        "not": {"required": ["shape"]},
+                        "additionalProperties": {"$ref": _DEFS + "tensor"},
+                        "minProperties": 1,
+                    },
                 ],
             },
-            "blocks": {"type": "object", "description": "Reusable sub-networks with parameters, by name.", "additionalProperties": {"$ref": _DEFS + "block"}},
+            "blocks": {
+                "type": "object",
+                "description": "Reusable sub-networks with parameters, by name.",
+                "additionalProperties": {"$ref": _DEFS + "block"},
+            },
             "model": {"description": model_doc},
             "train": {"$ref": _DEFS + "train"},
         },

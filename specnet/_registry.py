@@ -117,7 +117,9 @@ class Registry(Mapping[str, TypeDef]):
 
     def unknown(self, name: str, extra: list[str] | None = None) -> str:
         """Message for an unknown name, with a suggestion."""
-        return f"unknown {self.what} type '{name}'" + did_you_mean(name, [*self._types, *(extra or [])])
+        return f"unknown {self.what} type '{name}'" + did_you_mean(
+            name, [*self._types, *(extra or [])]
+        )
 
 
 @functools.cache
@@ -130,7 +132,12 @@ def catalog() -> dict[str, Any]:
 
 def _params(entry: Mapping[str, Any]) -> tuple[Param, ...]:
     return tuple(
-        Param(p["name"], p["type"], p.get("doc", ""), REQUIRED if p.get("required") else p.get("default"))
+        Param(
+            p["name"],
+            p["type"],
+            p.get("doc", ""),
+            REQUIRED if p.get("required") else p.get("default"),
+        )
         for p in entry["params"]
     )
 
@@ -149,15 +156,30 @@ def _containers() -> dict[str, TypeDef]:
         TypeDef(
             "Sequential",
             "container",
-            (Param("layers", {"union": [{"list": node}, {"map": node}]}, "The layers in call order: a list, or a mapping of names to layers (named children)."),),
+            (
+                Param(
+                    "layers",
+                    {"union": [{"list": node}, {"map": node}]},
+                    "The layers in call order: a list, or a mapping of names to layers (named children).",
+                ),
+            ),
             "Layers applied one after another (torch.nn.Sequential).",
         ),
         TypeDef(
             "ModuleList",
             "container",
             (
-                Param("layers", {"list": node}, "The layers, applied in order (kept as .layers, an nn.ModuleList)."),
-                Param("between", {"union": [node, "null"]}, "A parameter-free layer applied after each layer, e.g. ReLU.", None),
+                Param(
+                    "layers",
+                    {"list": node},
+                    "The layers, applied in order (kept as .layers, an nn.ModuleList).",
+                ),
+                Param(
+                    "between",
+                    {"union": [node, "null"]},
+                    "A parameter-free layer applied after each layer, e.g. ReLU.",
+                    None,
+                ),
             ),
             "A list of layers held in an nn.ModuleList and applied in order.",
         ),
@@ -165,8 +187,17 @@ def _containers() -> dict[str, TypeDef]:
             "ModuleDict",
             "container",
             (
-                Param("layers", {"map": node}, "A mapping of names to layers (kept as .layers, an nn.ModuleDict)."),
-                Param("forward", {"union": [{"list": "str"}, "null"]}, "Names of the layers in call order; a name may repeat to reuse that layer. Default: the mapping's order.", None),
+                Param(
+                    "layers",
+                    {"map": node},
+                    "A mapping of names to layers (kept as .layers, an nn.ModuleDict).",
+                ),
+                Param(
+                    "forward",
+                    {"union": [{"list": "str"}, "null"]},
+                    "Names of the layers in call order; a name may repeat to reuse that layer. Default: the mapping's order.",
+                    None,
+                ),
             ),
             "Named layers held in an nn.ModuleDict, called in the order `forward` gives.",
         ),
@@ -174,9 +205,23 @@ def _containers() -> dict[str, TypeDef]:
             "Graph",
             "container",
             (
-                Param("inputs", {"list": "str"}, "Names of the graph's inputs, in call order.", ["input"]),
-                Param("nodes", {"map": node}, "A mapping of node names to layers; each may name its input(s) with `input:` (default: the node before it)."),
-                Param("output", {"union": [names, "null"]}, "The node (or list of nodes) whose value the graph returns. Default: the last node.", None),
+                Param(
+                    "inputs",
+                    {"list": "str"},
+                    "Names of the graph's inputs, in call order.",
+                    ["input"],
+                ),
+                Param(
+                    "nodes",
+                    {"map": node},
+                    "A mapping of node names to layers; each may name its input(s) with `input:` (default: the node before it).",
+                ),
+                Param(
+                    "output",
+                    {"union": [names, "null"]},
+                    "The node (or list of nodes) whose value the graph returns. Default: the last node.",
+                    None,
+                ),
             ),
             "A directed graph of named layers: residual connections, concatenation, several inputs and outputs.",
         ),
@@ -194,22 +239,104 @@ def _ops() -> list[TypeDef]:
     specs: list[tuple[str, tuple[Param, ...], str]] = [
         ("Add", (), "Sum of its inputs (same shapes, or broadcastable): a residual connection."),
         ("Mul", (), "Elementwise product of its inputs."),
-        ("Concat", (Param("dim", "int", "Dimension to join along, counting the batch dimension as 0 (1 = channels).", 1),), "Concatenates its inputs along `dim` (torch.cat)."),
-        ("Reshape", (Param("shape", ints, "The new shape of ONE sample (the batch dimension is kept); one entry may be -1."),), "Reshapes each sample: x.reshape(x.shape[0], *shape)."),
-        ("Permute", (Param("dims", ints, "The new order of all dimensions, batch included (it must stay first: 0)."),), "Reorders dimensions (torch.permute)."),
-        ("Transpose", (Param("dim0", "int", "First dimension (batch is 0)."), Param("dim1", "int", "Second dimension (batch is 0).")), "Swaps two dimensions (torch.transpose)."),
-        ("Scale", (Param("factor", "float", "The constant to multiply by."),), "Multiplies by a constant: x * factor."),
-        ("Mean", (Param("dim", dim, "Dimension(s) to average over, batch is 0; null averages all but the batch.", None), Param("keepdim", "bool", "Keep the reduced dimensions with size 1.", False)), "Mean over dimensions (torch.mean)."),
-        ("Select", (Param("index", "int", "Which element of the tuple to pick (negative counts from the end)."),), "Picks one element of a tuple output, e.g. an LSTM's output from (output, (h, c))."),
-        ("Index", (Param("dim", "int", "The dimension to index, batch is 0."), Param("index", "int", "The position to take (negative counts from the end); the dimension is removed.")), "Takes one position along a dimension: x.select(dim, index), e.g. the last time step."),
+        (
+            "Concat",
+            (
+                Param(
+                    "dim",
+                    "int",
+                    "Dimension to join along, counting the batch dimension as 0 (1 = channels).",
+                    1,
+                ),
+            ),
+            "Concatenates its inputs along `dim` (torch.cat).",
+        ),
+        (
+            "Reshape",
+            (
+                Param(
+                    "shape",
+                    ints,
+                    "The new shape of ONE sample (the batch dimension is kept); one entry may be -1.",
+                ),
+            ),
+            "Reshapes each sample: x.reshape(x.shape[0], *shape).",
+        ),
+        (
+            "Permute",
+            (
+                Param(
+                    "dims",
+                    ints,
+                    "The new order of all dimensions, batch included (it must stay first: 0).",
+                ),
+            ),
+            "Reorders dimensions (torch.permute).",
+        ),
+        (
+            "Transpose",
+            (
+                Param("dim0", "int", "First dimension (batch is 0)."),
+                Param("dim1", "int", "Second dimension (batch is 0)."),
+            ),
+            "Swaps two dimensions (torch.transpose).",
+        ),
+        (
+            "Scale",
+            (Param("factor", "float", "The constant to multiply by."),),
+            "Multiplies by a constant: x * factor.",
+        ),
+        (
+            "Mean",
+            (
+                Param(
+                    "dim",
+                    dim,
+                    "Dimension(s) to average over, batch is 0; null averages all but the batch.",
+                    None,
+                ),
+                Param("keepdim", "bool", "Keep the reduced dimensions with size 1.", False),
+            ),
+            "Mean over dimensions (torch.mean).",
+        ),
+        (
+            "Select",
+            (
+                Param(
+                    "index",
+                    "int",
+                    "Which element of the tuple to pick (negative counts from the end).",
+                ),
+            ),
+            "Picks one element of a tuple output, e.g. an LSTM's output from (output, (h, c)).",
+        ),
+        (
+            "Index",
+            (
+                Param("dim", "int", "The dimension to index, batch is 0."),
+                Param(
+                    "index",
+                    "int",
+                    "The position to take (negative counts from the end); the dimension is removed.",
+                ),
+            ),
+            "Takes one position along a dimension: x.select(dim, index), e.g. the last time step.",
+        ),
     ]
-    return [TypeDef(name, "op", params, doc, factory=_torch_attr("specnet._ops", name)) for name, params, doc in specs]
+    return [
+        TypeDef(name, "op", params, doc, factory=_torch_attr("specnet._ops", name))
+        for name, params, doc in specs
+    ]
 
 
 def _from_catalog(section: str, kind: Kind, module: str) -> Registry:
     from ._shapes import INFERS
 
-    reg = Registry({"layers": "layer", "losses": "loss", "optimizers": "optimizer", "schedulers": "scheduler"}[section])
+    reg = Registry(
+        {"layers": "layer", "losses": "loss", "optimizers": "optimizer", "schedulers": "scheduler"}[
+            section
+        ]
+    )
     for name, entry in sorted(catalog()[section].items()):
         reg.add(
             TypeDef(
@@ -292,7 +419,15 @@ def register(
             raise ValueError(f"infers names unknown arguments: {sorted(unknown)}")
         doc = inspect.getdoc(target) or ""
         reg.add(
-            TypeDef(type_name, "custom", params, doc.split("\n\n")[0], frozenset(infers), lambda: target, shape),
+            TypeDef(
+                type_name,
+                "custom",
+                params,
+                doc.split("\n\n")[0],
+                frozenset(infers),
+                lambda: target,
+                shape,
+            ),
             replace=replace,
         )
         return target

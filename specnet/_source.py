@@ -152,14 +152,16 @@ class _Builder:
         root: list[Any] = []
         documents = 0
         for event in yaml.parse(self.text, Loader=_Parser):
-            mark = event.start_mark
+            mark: Any = event.start_mark
             pos = (mark.line + 1, mark.column + 1)
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > 1:
                     raise self.fail(*pos, "a spec file holds one YAML document, found a second")
                 continue
-            if isinstance(event, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
+            if isinstance(
+                event, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)
+            ):
                 continue
             if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 frame = stack.pop()
@@ -173,7 +175,11 @@ class _Builder:
 
             # Where does this value go?
             parent = stack[-1] if stack else None
-            if parent is not None and isinstance(parent.container, dict) and parent.pending_key is None:
+            if (
+                parent is not None
+                and isinstance(parent.container, dict)
+                and parent.pending_key is None
+            ):
                 parent.pending_key = (self._key(event, pos), pos)
                 continue
             if parent is None:
@@ -199,7 +205,9 @@ class _Builder:
             elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 self.count(1, mark)
                 if len(stack) >= MAX_DEPTH:
-                    raise self.fail(*pos, f"document nested too deeply (more than {MAX_DEPTH} levels)")
+                    raise self.fail(
+                        *pos, f"document nested too deeply (more than {MAX_DEPTH} levels)"
+                    )
                 value = {} if isinstance(event, yaml.MappingStartEvent) else []
             else:  # pragma: no cover - PyYAML has no other events
                 raise self.fail(*pos, f"unexpected YAML event {type(event).__name__}")
@@ -212,7 +220,9 @@ class _Builder:
 
     def _key(self, event: Any, pos: tuple[int, int]) -> str:
         if not isinstance(event, yaml.ScalarEvent):
-            raise self.fail(*pos, "mapping keys must be plain strings, not mappings, lists or aliases")
+            raise self.fail(
+                *pos, "mapping keys must be plain strings, not mappings, lists or aliases"
+            )
         self.count(1, event.start_mark)
         return str(event.value)
 
@@ -226,8 +236,14 @@ class _Builder:
         if kind == "str":
             return text
         value = _plain_scalar(text)
-        expected = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}.get(kind)
-        if expected is None or not isinstance(value, expected) or (kind == "int" and isinstance(value, bool)):
+        expected: Any = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}.get(
+            kind
+        )
+        if (
+            expected is None
+            or not isinstance(value, expected)
+            or (kind == "int" and isinstance(value, bool))
+        ):
             raise self.fail(*pos, f"'{text}' is not a valid !!{kind}")
         return float(value) if kind == "float" else value
 
@@ -251,7 +267,13 @@ class _Builder:
             first = self.source.keys.get(path)
             where = f" (first at line {first[0]})" if first else ""
             self.errors.append(
-                ErrorItem(path, f"duplicate key '{key}'{where}", "duplicate_key", self.source.file, *key_pos)
+                ErrorItem(
+                    path,
+                    f"duplicate key '{key}'{where}",
+                    "duplicate_key",
+                    self.source.file,
+                    *key_pos,
+                )
             )
             return
         self.source.keys[path] = key_pos
@@ -263,7 +285,9 @@ class _Builder:
         for source in sources:
             if not isinstance(source, dict):
                 self.errors.append(
-                    ErrorItem(parent.path, "'<<' merges mappings only", "syntax", self.source.file, *pos)
+                    ErrorItem(
+                        parent.path, "'<<' merges mappings only", "syntax", self.source.file, *pos
+                    )
                 )
                 continue
             for k, v in source.items():
@@ -286,7 +310,9 @@ def _parse_text(text: str, file: str | None) -> Document:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
         msg = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        raise SpecSyntaxError([ErrorItem((), f"YAML syntax error: {msg}", "syntax", file, line, col)]) from None
+        raise SpecSyntaxError(
+            [ErrorItem((), f"YAML syntax error: {msg}", "syntax", file, line, col)]
+        ) from None
     except yaml.YAMLError as exc:  # reader errors: control characters and the like
         raise SpecSyntaxError([ErrorItem((), f"unreadable spec: {exc}", "syntax", file)]) from None
     return Document(data, builder.source, builder.errors)
@@ -315,7 +341,9 @@ def read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Documen
                 )
             raw = path.read_bytes()
         except OSError as exc:
-            raise SpecSyntaxError([ErrorItem((), f"cannot read spec: {exc.strerror}", "io", name)]) from None
+            raise SpecSyntaxError(
+                [ErrorItem((), f"cannot read spec: {exc.strerror}", "io", name)]
+            ) from None
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:

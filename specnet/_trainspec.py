@@ -34,18 +34,41 @@ class TrainSpec(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
-    data: Component | None = Field(None, description="The data set: {type: MNIST, root: ./data, download: true}, Digits, Synthetic or TensorFile.")
+    data: Component | None = Field(
+        None,
+        description="The data set: {type: MNIST, root: ./data, download: true}, Digits, Synthetic or TensorFile.",
+    )
     batch_size: int = Field(64, ge=1, description="Samples per optimizer step (per process).")
     epochs: int = Field(1, ge=1, description="Passes over the training data.")
-    loss: Component = Field(Component(type="CrossEntropyLoss"), description="A torch.nn loss by name, e.g. CrossEntropyLoss or {type: MSELoss}.")
-    optimizer: Component = Field(Component(type="Adam", args={"lr": 0.001}), description="A torch.optim optimizer by name with its arguments, e.g. {type: SGD, lr: 0.01, momentum: 0.9}.")
-    schedule: Component | None = Field(None, description="A torch.optim.lr_scheduler by name, e.g. {type: StepLR, step_size: 10}.")
-    metrics: tuple[Literal["accuracy", "top5_accuracy", "mse", "mae"], ...] = Field((), description="Metrics computed on the validation data each epoch.")
+    loss: Component = Field(
+        Component(type="CrossEntropyLoss"),
+        description="A torch.nn loss by name, e.g. CrossEntropyLoss or {type: MSELoss}.",
+    )
+    optimizer: Component = Field(
+        Component(type="Adam", args={"lr": 0.001}),
+        description="A torch.optim optimizer by name with its arguments, e.g. {type: SGD, lr: 0.01, momentum: 0.9}.",
+    )
+    schedule: Component | None = Field(
+        None, description="A torch.optim.lr_scheduler by name, e.g. {type: StepLR, step_size: 10}."
+    )
+    metrics: tuple[Literal["accuracy", "top5_accuracy", "mse", "mae"], ...] = Field(
+        (), description="Metrics computed on the validation data each epoch."
+    )
     seed: int = Field(0, description="Seed for every random number generator.")
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:[0-9]+)?|mps)$", description="auto (CUDA when present), cpu, cuda or cuda:N.")
-    precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="fp32, or bf16/fp16 autocast (fp16 with a gradient scaler).")
-    grad_accum_steps: int = Field(1, ge=1, description="Batches whose gradients are summed before each optimizer step.")
-    clip_grad_norm: float | None = Field(None, gt=0, description="Clip the gradients' total norm to this value.")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:[0-9]+)?|mps)$",
+        description="auto (CUDA when present), cpu, cuda or cuda:N.",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="fp32, or bf16/fp16 autocast (fp16 with a gradient scaler)."
+    )
+    grad_accum_steps: int = Field(
+        1, ge=1, description="Batches whose gradients are summed before each optimizer step."
+    )
+    clip_grad_norm: float | None = Field(
+        None, gt=0, description="Clip the gradients' total norm to this value."
+    )
     compile: bool = Field(False, description="Run the model through torch.compile.")
 
 
@@ -67,13 +90,48 @@ def transforms() -> Registry:
     floats: Any = {"list": "float"}
     for name, params, doc in [
         ("ToTensor", (), "PIL image or array -> float tensor in [0, 1], channels first."),
-        ("Normalize", (Param("mean", floats, "Per-channel means."), Param("std", floats, "Per-channel standard deviations.")), "(x - mean) / std per channel."),
-        ("Resize", (Param("size", size, "Output size: an int for the shorter side, or [h, w]."),), "Resizes the image."),
+        (
+            "Normalize",
+            (
+                Param("mean", floats, "Per-channel means."),
+                Param("std", floats, "Per-channel standard deviations."),
+            ),
+            "(x - mean) / std per channel.",
+        ),
+        (
+            "Resize",
+            (Param("size", size, "Output size: an int for the shorter side, or [h, w]."),),
+            "Resizes the image.",
+        ),
         ("CenterCrop", (Param("size", size, "Output size."),), "Crops the center."),
-        ("RandomCrop", (Param("size", size, "Output size."), Param("padding", {"union": ["int", {"list": "int"}, "null"]}, "Padding added first.", None)), "Crops at a random place."),
-        ("RandomHorizontalFlip", (Param("p", "float", "Probability of a flip.", 0.5),), "Flips left-right at random."),
-        ("Pad", (Param("padding", {"union": ["int", {"list": "int"}]}, "Padding on each border."),), "Pads the image."),
-        ("Grayscale", (Param("num_output_channels", "int", "1 or 3.", 1),), "Converts to grayscale."),
+        (
+            "RandomCrop",
+            (
+                Param("size", size, "Output size."),
+                Param(
+                    "padding",
+                    {"union": ["int", {"list": "int"}, "null"]},
+                    "Padding added first.",
+                    None,
+                ),
+            ),
+            "Crops at a random place.",
+        ),
+        (
+            "RandomHorizontalFlip",
+            (Param("p", "float", "Probability of a flip.", 0.5),),
+            "Flips left-right at random.",
+        ),
+        (
+            "Pad",
+            (Param("padding", {"union": ["int", {"list": "int"}]}, "Padding on each border."),),
+            "Pads the image.",
+        ),
+        (
+            "Grayscale",
+            (Param("num_output_channels", "int", "1 or 3.", 1),),
+            "Converts to grayscale.",
+        ),
     ]:
         reg.add(_typedef(name, "transform", params, doc))
     return reg
@@ -85,10 +143,30 @@ def datasets() -> Registry:
     reg = Registry("data set")
     root = Param("root", "str", "Folder holding (or receiving) the data set files.", "./data")
     download = Param("download", "bool", "Download the files when missing (needs network).", False)
-    tfs = Param("transforms", {"list": "any"}, "torchvision transforms applied to each image.", ["ToTensor"])
+    tfs = Param(
+        "transforms", {"list": "any"}, "torchvision transforms applied to each image.", ["ToTensor"]
+    )
     for name in _VISION.split():
-        reg.add(_typedef(name, "data", (root, download, tfs), f"torchvision.datasets.{name}: its train split for training, its test split for evaluation."))
-    reg.add(_typedef("Digits", "data", (Param("test_fraction", "float", "Share of the samples held out for evaluation.", 0.2),), "scikit-learn's bundled 8x8 handwritten digits (1797 images, offline)."))
+        reg.add(
+            _typedef(
+                name,
+                "data",
+                (root, download, tfs),
+                f"torchvision.datasets.{name}: its train split for training, its test split for evaluation.",
+            )
+        )
+    reg.add(
+        _typedef(
+            "Digits",
+            "data",
+            (
+                Param(
+                    "test_fraction", "float", "Share of the samples held out for evaluation.", 0.2
+                ),
+            ),
+            "scikit-learn's bundled 8x8 handwritten digits (1797 images, offline).",
+        )
+    )
     reg.add(
         _typedef(
             "Synthetic",
@@ -96,7 +174,12 @@ def datasets() -> Registry:
             (
                 Param("samples", "int", "Training samples.", 1024),
                 Param("test_samples", "int", "Evaluation samples.", 256),
-                Param("classes", {"union": ["int", "null"]}, "Random class targets in [0, classes); null gives regression targets shaped like the model's output.", 10),
+                Param(
+                    "classes",
+                    {"union": ["int", "null"]},
+                    "Random class targets in [0, classes); null gives regression targets shaped like the model's output.",
+                    10,
+                ),
             ),
             "Random inputs shaped like the spec's input, for smoke tests and benchmarks.",
         )
@@ -106,7 +189,11 @@ def datasets() -> Registry:
             "TensorFile",
             "data",
             (
-                Param("path", "str", "A .pt file holding a mapping with tensors 'x' and 'y' (and optionally 'x_test', 'y_test'), read with weights_only=True."),
+                Param(
+                    "path",
+                    "str",
+                    "A .pt file holding a mapping with tensors 'x' and 'y' (and optionally 'x_test', 'y_test'), read with weights_only=True.",
+                ),
             ),
             "Tensors from a file.",
         )
@@ -115,14 +202,20 @@ def datasets() -> Registry:
 
 
 def _registry_for(key: str) -> Registry:
-    return {"data": datasets, "loss": losses, "optimizer": optimizers, "schedule": schedulers}[key]()
+    return {"data": datasets, "loss": losses, "optimizer": optimizers, "schedule": schedulers}[
+        key
+    ]()
 
 
 def _component(checker: Checker, raw: Any, path: Path, reg: Registry) -> Component | None:
     if isinstance(raw, str):
         raw = {"type": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
-        checker.error(path, f"expected a {reg.what} name or a mapping with 'type', got {show(raw)}", kind="type")
+        checker.error(
+            path,
+            f"expected a {reg.what} name or a mapping with 'type', got {show(raw)}",
+            kind="type",
+        )
         return None
     name = raw["type"]
     if name not in reg:
@@ -154,7 +247,12 @@ def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
     ok = True
     for k, v in raw.items():
         if k not in _TRAIN_KEYS:
-            checker.error((*path, k), f"unknown train setting '{k}'" + did_you_mean(k, list(_TRAIN_KEYS)), key=True, kind="unknown_key")
+            checker.error(
+                (*path, k),
+                f"unknown train setting '{k}'" + did_you_mean(k, list(_TRAIN_KEYS)),
+                key=True,
+                kind="unknown_key",
+            )
             ok = False
         elif k in _COMPONENT_KEYS:
             if v is None and k in ("data", "schedule"):
@@ -173,6 +271,8 @@ def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             loc = err["loc"]
-            checker.error((*path, *loc[:2]), f"{err['msg']}, got {show(raw.get(loc[0]))}", kind="type")
+            checker.error(
+                (*path, *loc[:2]), f"{err['msg']}, got {show(raw.get(loc[0]))}", kind="type"
+            )
         return None
     return spec if ok else None

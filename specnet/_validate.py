@@ -8,6 +8,7 @@ their parameters substituted, at every use; ``repeat`` is unrolled.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import difflib
 import functools
@@ -45,7 +46,14 @@ _NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _BLOCK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NODE_KEYS = ("type", "repeat", "input")
 _TOP_KEYS = ("version", "name", "input", "blocks", "model", "train")
-_PARAM_TYPES = {"int": "int", "float": "float", "bool": "bool", "str": "str", "list": {"list": "any"}, "any": "any"}
+_PARAM_TYPES = {
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "str": "str",
+    "list": {"list": "any"},
+    "any": "any",
+}
 
 
 def show(value: Any) -> str:
@@ -72,8 +80,11 @@ def args_model(t: TypeDef) -> type[BaseModel]:
         if p.required and p.name not in t.infers:
             fields[p.name] = (py, Field(description=p.doc))
         else:
-            fields[p.name] = (py | None if p.default is None or p.name in t.infers else py, Field(None, description=p.doc))
-    model: type[BaseModel] = create_model(  # type: ignore[call-overload]
+            fields[p.name] = (
+                py | None if p.default is None or p.name in t.infers else py,
+                Field(None, description=p.doc),
+            )
+    model: type[BaseModel] = create_model(
         f"{t.name}Args", __config__=ConfigDict(strict=True, extra="forbid"), **fields
     )
     return model
@@ -111,11 +122,21 @@ class Checker:
         self.layer_count = 0
 
     # -- errors -------------------------------------------------------------
-    def error(self, path: Path, msg: str, *, key: bool = False, kind: str = "invalid", ctx: _Ctx | None = None) -> None:
+    def error(
+        self,
+        path: Path,
+        msg: str,
+        *,
+        key: bool = False,
+        kind: str = "invalid",
+        ctx: _Ctx | None = None,
+    ) -> None:
         for prefix_len in range(len(path), 0, -1):
             target = self.redirect.get(path[:prefix_len])
             if target is not None:
-                notes = (f"passed into the block at {self.where(path)} ({format_path(path)})",)
+                notes: tuple[str, ...] = (
+                    f"passed into the block at {self.where(path)} ({format_path(path)})",
+                )
                 path, key = target + path[prefix_len:], False
                 break
         else:
@@ -167,16 +188,39 @@ class Checker:
                 ok = False
                 if err["type"] == "extra_forbidden":
                     choices = [p.name for p in t.params] + list(allowed_extra)
-                    self.error((*path, name), f"unknown argument '{name}' for {t.name}" + did_you_mean(name, choices), key=True, kind="unknown_key", ctx=ctx)
+                    self.error(
+                        (*path, name),
+                        f"unknown argument '{name}' for {t.name}" + did_you_mean(name, choices),
+                        key=True,
+                        kind="unknown_key",
+                        ctx=ctx,
+                    )
                 elif err["type"] == "missing":
-                    self.error((*path, name), f"missing required argument '{name}' for {t.name}", kind="missing", ctx=ctx)
+                    self.error(
+                        (*path, name),
+                        f"missing required argument '{name}' for {t.name}",
+                        kind="missing",
+                        ctx=ctx,
+                    )
                 else:
                     param = t.by_name[name]
                     value = given.get(name)
                     hint = ""
-                    if isinstance(value, str) and value.lower() in ("yes", "no", "on", "off", "y", "n"):
+                    if isinstance(value, str) and value.lower() in (
+                        "yes",
+                        "no",
+                        "on",
+                        "off",
+                        "y",
+                        "n",
+                    ):
                         hint = " (write true or false)"
-                    self.error((*path, name), f"expected {describe(param.type)}, got {show(value)}{hint}", kind="type", ctx=ctx)
+                    self.error(
+                        (*path, name),
+                        f"expected {describe(param.type)}, got {show(value)}{hint}",
+                        kind="type",
+                        ctx=ctx,
+                    )
         out = {k: v for k, v in given.items() if k not in node_params}
         for name in node_params & set(given):
             value = given[name]
@@ -190,7 +234,12 @@ class Checker:
         for name in node_params - set(given) - skipped:
             if t.by_name[name].required:
                 ok = False
-                self.error((*path, name), f"missing required argument '{name}' for {t.name}", kind="missing", ctx=ctx)
+                self.error(
+                    (*path, name),
+                    f"missing required argument '{name}' for {t.name}",
+                    kind="missing",
+                    ctx=ctx,
+                )
         return out if ok else None
 
     # -- nodes --------------------------------------------------------------
@@ -201,7 +250,11 @@ class Checker:
                 return None
             raw = {"type": raw}
         elif not isinstance(raw, dict):
-            self.error(path, f"expected a layer (a type name, or a mapping with 'type'), got {show(raw)}", ctx=ctx)
+            self.error(
+                path,
+                f"expected a layer (a type name, or a mapping with 'type'), got {show(raw)}",
+                ctx=ctx,
+            )
             return None
         type_name = raw.get("type")
         if type_name is None:
@@ -213,7 +266,12 @@ class Checker:
             self.error((*path, "type"), f"expected a type name, got {show(type_name)}", ctx=ctx)
             return None
         if "input" in raw and not ctx.in_graph:
-            self.error((*path, "input"), "'input' names a node's inputs and is only allowed on the nodes of a Graph", key=True, ctx=ctx)
+            self.error(
+                (*path, "input"),
+                "'input' names a node's inputs and is only allowed on the nodes of a Graph",
+                key=True,
+                ctx=ctx,
+            )
         args = {k: v for k, v in raw.items() if k not in _NODE_KEYS}
         if type_name in CONTAINERS:
             return self.container(type_name, args, path, ctx)
@@ -221,7 +279,12 @@ class Checker:
             return self.block_use(self.blocks[type_name], args, path, ctx)
         reg = layers()
         if type_name not in reg:
-            self.error((*path, "type"), reg.unknown(type_name, [*CONTAINERS, *self.blocks]), kind="unknown_type", ctx=ctx)
+            self.error(
+                (*path, "type"),
+                reg.unknown(type_name, [*CONTAINERS, *self.blocks]),
+                kind="unknown_type",
+                ctx=ctx,
+            )
             return None
         t = reg[type_name]
         checked = self.check_args(t, args, path, ctx)
@@ -237,11 +300,15 @@ class Checker:
         if _placeholder(n, ctx):
             return 1
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            self.error((*path, "repeat"), f"'repeat' must be a whole number >= 1, got {show(n)}", ctx=ctx)
+            self.error(
+                (*path, "repeat"), f"'repeat' must be a whole number >= 1, got {show(n)}", ctx=ctx
+            )
             return None
         return n
 
-    def children(self, items: list[tuple[str, Any, Path]], ctx: _Ctx, inline: bool) -> list[tuple[str, Node]] | None:
+    def children(
+        self, items: list[tuple[str, Any, Path]], ctx: _Ctx, inline: bool
+    ) -> list[tuple[str, Node]] | None:
         """Validate container children; ``repeat`` unrolls inline or nests a Sequential."""
         out: list[tuple[str, Node]] = []
         ok = True
@@ -255,7 +322,12 @@ class Checker:
             if inline:
                 out.extend((str(len(out)), node) for _ in range(n))
             elif n > 1:
-                out.append((name, Sequential(path, tuple((str(i), node) for i in range(n)), notes=ctx.notes)))
+                out.append(
+                    (
+                        name,
+                        Sequential(path, tuple((str(i), node) for i in range(n)), notes=ctx.notes),
+                    )
+                )
             else:
                 out.append((name, node))
         return out if ok else None
@@ -263,17 +335,30 @@ class Checker:
     def count(self, node: Node, n: int, path: Path, ctx: _Ctx) -> None:
         self.layer_count += _size(node) * (n - 1)
         if self.layer_count > MAX_LAYERS:
-            self.error(path, f"model too large: more than {MAX_LAYERS} layers once blocks and repeat are expanded", ctx=ctx)
+            self.error(
+                path,
+                f"model too large: more than {MAX_LAYERS} layers once blocks and repeat are expanded",
+                ctx=ctx,
+            )
             raise _TooLarge
 
-    def named(self, value: Any, path: Path, what: str, ctx: _Ctx) -> list[tuple[str, Any, Path]] | None:
+    def named(
+        self, value: Any, path: Path, what: str, ctx: _Ctx
+    ) -> list[tuple[str, Any, Path]] | None:
         if not isinstance(value, dict):
-            self.error(path, f"{what} must be a mapping of names to layers, got {show(value)}", ctx=ctx)
+            self.error(
+                path, f"{what} must be a mapping of names to layers, got {show(value)}", ctx=ctx
+            )
             return None
         items = []
         for name, raw in value.items():
             if not _NAME.match(name):
-                self.error((*path, name), f"layer name '{name}' must use only letters, digits and '_'", key=True, ctx=ctx)
+                self.error(
+                    (*path, name),
+                    f"layer name '{name}' must use only letters, digits and '_'",
+                    key=True,
+                    ctx=ctx,
+                )
                 continue
             items.append((name, raw, (*path, name)))
         return items
@@ -282,12 +367,24 @@ class Checker:
         t = CONTAINERS[kind]
         for k in list(args):
             if k not in t.by_name:
-                self.error((*path, k), f"unknown argument '{k}' for {kind}" + did_you_mean(k, [*t.by_name, *_NODE_KEYS]), key=True, kind="unknown_key", ctx=ctx)
+                self.error(
+                    (*path, k),
+                    f"unknown argument '{k}' for {kind}"
+                    + did_you_mean(k, [*t.by_name, *_NODE_KEYS]),
+                    key=True,
+                    kind="unknown_key",
+                    ctx=ctx,
+                )
                 del args[k]
         required = [p.name for p in t.params if p.required]
         for k in required:
             if k not in args:
-                self.error((*path, k), f"missing required argument '{k}' for {kind}", kind="missing", ctx=ctx)
+                self.error(
+                    (*path, k),
+                    f"missing required argument '{k}' for {kind}",
+                    kind="missing",
+                    ctx=ctx,
+                )
                 return None
         inner = replace(ctx, in_graph=False)
         if kind == "Sequential":
@@ -296,9 +393,15 @@ class Checker:
                 if not layers_:
                     self.error((*path, "layers"), "Sequential needs at least one layer", ctx=ctx)
                     return None
-                kids = self.children([(str(i), r, (*path, "layers", i)) for i, r in enumerate(layers_)], inner, inline=True)
+                kids = self.children(
+                    [(str(i), r, (*path, "layers", i)) for i, r in enumerate(layers_)],
+                    inner,
+                    inline=True,
+                )
             else:
-                items = self.named(layers_, (*path, "layers"), "Sequential 'layers' (a list or a mapping)", ctx)
+                items = self.named(
+                    layers_, (*path, "layers"), "Sequential 'layers' (a list or a mapping)", ctx
+                )
                 if items is not None and not items:
                     self.error((*path, "layers"), "Sequential needs at least one layer", ctx=ctx)
                     return None
@@ -307,15 +410,27 @@ class Checker:
         if kind == "ModuleList":
             layers_ = args["layers"]
             if not isinstance(layers_, list) or not layers_:
-                self.error((*path, "layers"), f"ModuleList 'layers' must be a non-empty list, got {show(layers_)}", ctx=ctx)
+                self.error(
+                    (*path, "layers"),
+                    f"ModuleList 'layers' must be a non-empty list, got {show(layers_)}",
+                    ctx=ctx,
+                )
                 return None
-            kids = self.children([(str(i), r, (*path, "layers", i)) for i, r in enumerate(layers_)], inner, inline=True)
+            kids = self.children(
+                [(str(i), r, (*path, "layers", i)) for i, r in enumerate(layers_)],
+                inner,
+                inline=True,
+            )
             between = None
             if args.get("between") is not None:
                 between = self.node(args["between"], (*path, "between"), inner)
                 if between is None:
                     return None
-            return None if kids is None else ModuleList(path, tuple(n for _, n in kids), between, notes=ctx.notes)
+            return (
+                None
+                if kids is None
+                else ModuleList(path, tuple(n for _, n in kids), between, notes=ctx.notes)
+            )
         if kind == "ModuleDict":
             items = self.named(args["layers"], (*path, "layers"), "ModuleDict 'layers'", ctx)
             if items is None:
@@ -325,20 +440,44 @@ class Checker:
             forward = args.get("forward")
             if forward is None:
                 forward = names
-            elif not isinstance(forward, list) or not all(isinstance(f, str) for f in forward) or not forward:
-                self.error((*path, "forward"), f"'forward' must be a non-empty list of layer names, got {show(forward)}", ctx=ctx)
+            elif (
+                not isinstance(forward, list)
+                or not all(isinstance(f, str) for f in forward)
+                or not forward
+            ):
+                self.error(
+                    (*path, "forward"),
+                    f"'forward' must be a non-empty list of layer names, got {show(forward)}",
+                    ctx=ctx,
+                )
                 return None
             for i, f in enumerate(forward):
                 if f not in names:
-                    self.error((*path, "forward", i), f"'forward' names unknown layer '{f}'" + did_you_mean(f, names), ctx=ctx)
+                    self.error(
+                        (*path, "forward", i),
+                        f"'forward' names unknown layer '{f}'" + did_you_mean(f, names),
+                        ctx=ctx,
+                    )
                     kids = None
-            return None if kids is None else ModuleDict(path, tuple(kids), tuple(forward), notes=ctx.notes)
+            return (
+                None
+                if kids is None
+                else ModuleDict(path, tuple(kids), tuple(forward), notes=ctx.notes)
+            )
         return self.graph(args, path, ctx)
 
     def graph(self, args: dict[str, Any], path: Path, ctx: _Ctx) -> Node | None:
         inputs = args.get("inputs", ["input"])
-        if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) and _NAME.match(i) for i in inputs):
-            self.error((*path, "inputs"), f"'inputs' must be a non-empty list of names, got {show(inputs)}", ctx=ctx)
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(i, str) and _NAME.match(i) for i in inputs)
+        ):
+            self.error(
+                (*path, "inputs"),
+                f"'inputs' must be a non-empty list of names, got {show(inputs)}",
+                ctx=ctx,
+            )
             return None
         items = self.named(args["nodes"], (*path, "nodes"), "Graph 'nodes'", ctx)
         if items is None:
@@ -373,33 +512,57 @@ class Checker:
         if output is None:
             outputs = [items[-1][0]]
         elif not outputs or not all(isinstance(o, str) for o in outputs):
-            self.error((*path, "output"), f"'output' must be a node name or a list of them, got {show(output)}", ctx=ctx)
+            self.error(
+                (*path, "output"),
+                f"'output' must be a node name or a list of them, got {show(output)}",
+                ctx=ctx,
+            )
             return None
         for i, o in enumerate(outputs):
             if o not in known:
                 where = (*path, "output", i) if tuple_output else (*path, "output")
-                self.error(where, f"output '{o}' is not a node of this graph" + did_you_mean(o, known), ctx=ctx)
+                self.error(
+                    where,
+                    f"output '{o}' is not a node of this graph" + did_you_mean(o, known),
+                    ctx=ctx,
+                )
                 ok = False
         if not ok:
             return None
-        return Graph(path, tuple(inputs), tuple(nodes), tuple(outputs), tuple_output, notes=ctx.notes)
+        return Graph(
+            path, tuple(inputs), tuple(nodes), tuple(outputs), tuple_output, notes=ctx.notes
+        )
 
-    def references(self, raw: Any, path: Path, known: list[str], later: list[str], ctx: _Ctx) -> tuple[str, ...] | None:
+    def references(
+        self, raw: Any, path: Path, known: list[str], later: list[str], ctx: _Ctx
+    ) -> tuple[str, ...] | None:
         ref = raw.get("input") if isinstance(raw, dict) else None
         if ref is None:
             return (known[-1],)
         refs = [ref] if isinstance(ref, str) else ref
         if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
-            self.error((*path, "input"), f"'input' must be a node name or a list of them, got {show(ref)}", ctx=ctx)
+            self.error(
+                (*path, "input"),
+                f"'input' must be a node name or a list of them, got {show(ref)}",
+                ctx=ctx,
+            )
             return None
         ok = True
         for i, r in enumerate(refs):
             where = (*path, "input") if isinstance(ref, str) else (*path, "input", i)
             if r in later:
-                self.error(where, f"input '{r}' is defined later in the graph; nodes may only use earlier nodes", ctx=ctx)
+                self.error(
+                    where,
+                    f"input '{r}' is defined later in the graph; nodes may only use earlier nodes",
+                    ctx=ctx,
+                )
                 ok = False
             elif r not in known:
-                self.error(where, f"input '{r}' is not a graph input or an earlier node" + did_you_mean(r, known), ctx=ctx)
+                self.error(
+                    where,
+                    f"input '{r}' is not a graph input or an earlier node" + did_you_mean(r, known),
+                    ctx=ctx,
+                )
                 ok = False
         return tuple(refs) if ok else None
 
@@ -407,7 +570,9 @@ class Checker:
     def define_blocks(self, raw: Any) -> None:
         path: Path = ("blocks",)
         if not isinstance(raw, dict):
-            self.error(path, f"'blocks' must be a mapping of block names to definitions, got {show(raw)}")
+            self.error(
+                path, f"'blocks' must be a mapping of block names to definitions, got {show(raw)}"
+            )
             return
         reserved = set(layers()) | set(CONTAINERS)
         for name, definition in raw.items():
@@ -419,11 +584,18 @@ class Checker:
                 self.error(bpath, f"block '{name}' has the name of a built-in layer type", key=True)
                 continue
             if not isinstance(definition, dict):
-                self.error(bpath, f"a block is a mapping with 'params' and 'body', got {show(definition)}")
+                self.error(
+                    bpath, f"a block is a mapping with 'params' and 'body', got {show(definition)}"
+                )
                 continue
             for k in definition:
                 if k not in ("params", "body"):
-                    self.error((*bpath, k), f"unknown block key '{k}'" + did_you_mean(k, ["params", "body"]), key=True, kind="unknown_key")
+                    self.error(
+                        (*bpath, k),
+                        f"unknown block key '{k}'" + did_you_mean(k, ["params", "body"]),
+                        key=True,
+                        kind="unknown_key",
+                    )
             if "body" not in definition:
                 self.error((*bpath, "body"), f"block '{name}' needs a 'body'", kind="missing")
                 continue
@@ -434,16 +606,17 @@ class Checker:
         for block in self.blocks.values():
             refs = self._check_refs(block.body, (*block.path, "body"), set(block.params))
             ctx = _Ctx(placeholders=frozenset(block.params) | refs, blocks=(block.name,))
-            try:
+            with contextlib.suppress(_TooLarge):
                 self.node(block.body, (*block.path, "body"), ctx)
-            except _TooLarge:
-                pass
 
     def block_params(self, raw: Any, path: Path) -> dict[str, Any] | None:
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            self.error(path, f"'params' must map parameter names to a type (int, float, bool, str, list, any) or a default value, got {show(raw)}")
+            self.error(
+                path,
+                f"'params' must map parameter names to a type (int, float, bool, str, list, any) or a default value, got {show(raw)}",
+            )
             return None
         params: dict[str, Any] = {}
         for pname, spec in raw.items():
@@ -467,7 +640,11 @@ class Checker:
                 if m:
                     used.add(m.group(1))
                 if m and m.group(1) not in params:
-                    self.error(p, f"unknown block parameter '{v}'" + did_you_mean(m.group(1), sorted(params)).replace("'", "'$", 1))
+                    self.error(
+                        p,
+                        f"unknown block parameter '{v}'"
+                        + did_you_mean(m.group(1), sorted(params)).replace("'", "'$", 1),
+                    )
             elif isinstance(v, dict):
                 stack.extend((x, (*p, k)) for k, x in v.items())
             elif isinstance(v, list):
@@ -476,13 +653,24 @@ class Checker:
 
     def block_use(self, block: _Block, args: dict[str, Any], path: Path, ctx: _Ctx) -> Node | None:
         if block.name in ctx.blocks:
-            self.error((*path, "type"), f"block '{block.name}' uses itself (through {' -> '.join(ctx.blocks)})", ctx=ctx)
+            self.error(
+                (*path, "type"),
+                f"block '{block.name}' uses itself (through {' -> '.join(ctx.blocks)})",
+                ctx=ctx,
+            )
             return None
         values: dict[str, Any] = {}
         ok = True
         for k, v in args.items():
             if k not in block.params:
-                self.error((*path, k), f"unknown parameter '{k}' for block {block.name}" + did_you_mean(k, [*block.params, *_NODE_KEYS]), key=True, kind="unknown_key", ctx=ctx)
+                self.error(
+                    (*path, k),
+                    f"unknown parameter '{k}' for block {block.name}"
+                    + did_you_mean(k, [*block.params, *_NODE_KEYS]),
+                    key=True,
+                    kind="unknown_key",
+                    ctx=ctx,
+                )
                 ok = False
             elif not _placeholder(v, ctx):
                 values[k] = v
@@ -491,17 +679,33 @@ class Checker:
                 values.setdefault(pname, spec[1])
             elif pname in values:
                 try:
-                    args_model(_param_typedef(block.name, pname, spec)).model_validate({pname: values[pname]})
+                    args_model(_param_typedef(block.name, pname, spec)).model_validate(
+                        {pname: values[pname]}
+                    )
                 except ValidationError:
-                    self.error((*path, pname), f"expected {describe(spec)}, got {show(values[pname])}", kind="type", ctx=ctx)
+                    self.error(
+                        (*path, pname),
+                        f"expected {describe(spec)}, got {show(values[pname])}",
+                        kind="type",
+                        ctx=ctx,
+                    )
                     ok = False
-            elif pname not in args and not difflib.get_close_matches(pname, list(args), n=1, cutoff=0.6):
-                self.error((*path, pname), f"missing required parameter '{pname}' for block {block.name}", kind="missing", ctx=ctx)
+            elif pname not in args and not difflib.get_close_matches(
+                pname, list(args), n=1, cutoff=0.6
+            ):
+                self.error(
+                    (*path, pname),
+                    f"missing required parameter '{pname}' for block {block.name}",
+                    kind="missing",
+                    ctx=ctx,
+                )
                 ok = False
         if not ok:
             return None
         body_path = (*block.path, "body")
-        body = _substitute(block.body, body_path, values, {k: (*path, k) for k in args}, self.redirect)
+        body = _substitute(
+            block.body, body_path, values, {k: (*path, k) for k in args}, self.redirect
+        )
         use = f"in block '{block.name}' used at {self.where(path)} ({format_path(path)})"
         inner = _Ctx(
             placeholders=ctx.placeholders - set(values),
@@ -517,7 +721,11 @@ class Checker:
     def inputs(self, raw: Any) -> dict[str, TensorSpec] | None:
         path: Path = ("input",)
         if raw is None:
-            self.error(path, "missing 'input': the shape of one sample, e.g. input: [1, 28, 28]", kind="missing")
+            self.error(
+                path,
+                "missing 'input': the shape of one sample, e.g. input: [1, 28, 28]",
+                kind="missing",
+            )
             return None
         if isinstance(raw, dict) and "shape" not in raw:
             if not raw:
@@ -526,7 +734,11 @@ class Checker:
             out = {}
             for name, value in raw.items():
                 if not _NAME.match(name):
-                    self.error((*path, name), f"input name '{name}' must use only letters, digits and '_'", key=True)
+                    self.error(
+                        (*path, name),
+                        f"input name '{name}' must use only letters, digits and '_'",
+                        key=True,
+                    )
                     continue
                 t = self.tensor(value, (*path, name))
                 if t is not None:
@@ -541,7 +753,12 @@ class Checker:
         if isinstance(raw, dict):
             for k in raw:
                 if k not in ("shape", "dtype"):
-                    self.error((*path, k), f"unknown key '{k}' in an input" + did_you_mean(k, ["shape", "dtype"]), key=True, kind="unknown_key")
+                    self.error(
+                        (*path, k),
+                        f"unknown key '{k}' in an input" + did_you_mean(k, ["shape", "dtype"]),
+                        key=True,
+                        kind="unknown_key",
+                    )
                     return None
             if "shape" not in raw:
                 self.error((*path, "shape"), "an input needs a 'shape'", kind="missing")
@@ -549,25 +766,47 @@ class Checker:
             shape = raw["shape"]
             dtype = raw.get("dtype", "float32")
             if dtype not in DTYPES:
-                self.error((*path, "dtype"), f"unknown dtype {show(dtype)}" + did_you_mean(str(dtype), DTYPES), kind="type")
+                self.error(
+                    (*path, "dtype"),
+                    f"unknown dtype {show(dtype)}" + did_you_mean(str(dtype), DTYPES),
+                    kind="type",
+                )
                 return None
             path = (*path, "shape")
-        if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-            self.error(path, f"a shape is a list of positive whole numbers (one sample, no batch dimension), got {show(shape)}", kind="type")
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
+        ):
+            self.error(
+                path,
+                f"a shape is a list of positive whole numbers (one sample, no batch dimension), got {show(shape)}",
+                kind="type",
+            )
             return None
         return TensorSpec(shape=tuple(shape), dtype=dtype)
 
     def spec(self, data: Any, train_checker: Callable[[Checker, Any], Any] | None) -> Spec | None:
         if not isinstance(data, dict):
             what = "an empty document" if data is None else show(data)
-            self.error((), f"a spec is a mapping with at least 'input' and 'model', got {what}", kind="type")
+            self.error(
+                (),
+                f"a spec is a mapping with at least 'input' and 'model', got {what}",
+                kind="type",
+            )
             return None
         for k in data:
             if k not in _TOP_KEYS:
-                self.error((k,), f"unknown top-level key '{k}'" + did_you_mean(k, _TOP_KEYS), key=True, kind="unknown_key")
+                self.error(
+                    (k,),
+                    f"unknown top-level key '{k}'" + did_you_mean(k, _TOP_KEYS),
+                    key=True,
+                    kind="unknown_key",
+                )
         version = data.get("version", 1)
         if version != 1 or isinstance(version, bool):
-            self.error(("version",), f"unsupported spec version {show(version)}: this specnet reads version 1")
+            self.error(
+                ("version",),
+                f"unsupported spec version {show(version)}: this specnet reads version 1",
+            )
         name = data.get("name")
         if name is not None and not isinstance(name, str):
             self.error(("name",), f"'name' must be a string, got {show(name)}", kind="type")
@@ -605,15 +844,23 @@ class Checker:
     def check_model_inputs(self, model: Node, inputs: dict[str, TensorSpec]) -> None:
         if len(inputs) == 1:
             if isinstance(model, Graph) and len(model.inputs) != 1:
-                self.error(("model", "inputs"), f"the graph takes {len(model.inputs)} inputs but the spec's 'input' gives one")
+                self.error(
+                    ("model", "inputs"),
+                    f"the graph takes {len(model.inputs)} inputs but the spec's 'input' gives one",
+                )
             return
         if not isinstance(model, Graph):
-            self.error(("model",), f"a spec with several inputs ({', '.join(inputs)}) needs a Graph model")
+            self.error(
+                ("model",), f"a spec with several inputs ({', '.join(inputs)}) needs a Graph model"
+            )
             return
         if "inputs" not in self.doc.data["model"]:
             return
         if set(model.inputs) != set(inputs):
-            self.error(("model", "inputs"), f"the graph's inputs {list(model.inputs)} differ from the spec's inputs {list(inputs)}")
+            self.error(
+                ("model", "inputs"),
+                f"the graph's inputs {list(model.inputs)} differ from the spec's inputs {list(inputs)}",
+            )
 
 
 class _TooLarge(Exception):
@@ -654,7 +901,13 @@ def _param_typedef(block: str, name: str, spec: Any) -> TypeDef:
     return _param_typedef_cached(block, name, json.dumps(spec, sort_keys=True))
 
 
-def _substitute(value: Any, path: Path, values: dict[str, Any], use_paths: dict[str, Path], redirect: dict[Path, Path]) -> Any:
+def _substitute(
+    value: Any,
+    path: Path,
+    values: dict[str, Any],
+    use_paths: dict[str, Path],
+    redirect: dict[Path, Path],
+) -> Any:
     if isinstance(value, str):
         m = _PARAM_REF.match(value)
         if m and m.group(1) in values:
@@ -664,16 +917,21 @@ def _substitute(value: Any, path: Path, values: dict[str, Any], use_paths: dict[
             return copy.deepcopy(values[name])
         return value
     if isinstance(value, dict):
-        return {k: _substitute(v, (*path, k), values, use_paths, redirect) for k, v in value.items()}
+        return {
+            k: _substitute(v, (*path, k), values, use_paths, redirect) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_substitute(v, (*path, i), values, use_paths, redirect) for i, v in enumerate(value)]
+        return [
+            _substitute(v, (*path, i), values, use_paths, redirect) for i, v in enumerate(value)
+        ]
     return value
 
 
-def validate_document(doc: Document, train_checker: Callable[[Checker, Any], Any] | None = None) -> Spec:
+def validate_document(
+    doc: Document, train_checker: Callable[[Checker, Any], Any] | None = None
+) -> Spec:
     checker = Checker(doc)
     spec = checker.spec(doc.data, train_checker)
     if spec is None or checker.errors:
         raise SpecValidationError(checker.errors)
     return spec
-

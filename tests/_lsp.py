@@ -196,7 +196,10 @@ class LspClient:
     def completion(
         self, text: str, line: int, character: int, *, path: Path | None = None
     ) -> list[str]:
-        """The labels the server offers at ``line``/``character`` (both 0-based)."""
+        """The labels the server offers at ``line``/``character``.
+
+        Both are 0-based; ``character`` counts UTF-16 code units (string indices for ASCII).
+        """
         return [
             str(item["label"]) for item in self.completion_items(text, line, character, path=path)
         ]

@@ -82,7 +82,10 @@ def test_mapping_input_is_copied() -> None:
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("a: !!python/object/apply:os.system ['echo hi']\n", "tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed"),
+        (
+            "a: !!python/object/apply:os.system ['echo hi']\n",
+            "tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed",
+        ),
         ("a: !foo 1\n", "tag '!foo' is not allowed"),
         ("a: !!binary aGk=\n", "is not allowed"),
         ("a: 1\n---\nb: 2\n", "found a second"),

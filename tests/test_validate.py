@@ -132,7 +132,12 @@ model:
     assert isinstance(first, Sequential)
     conv = first.children[0][1]
     assert isinstance(conv, Layer)
-    assert dict(conv.args) == {"out_channels": 32, "kernel_size": [3, 3], "stride": 1, "bias": False}
+    assert dict(conv.args) == {
+        "out_channels": 32,
+        "kernel_size": [3, 3],
+        "stride": 1,
+        "bias": False,
+    }
 
 
 def test_block_errors_point_inside_the_block_and_at_the_use() -> None:
@@ -227,13 +232,15 @@ def test_module_list_and_dict() -> None:
     )
     assert isinstance(spec.model, ModuleDict)
     assert spec.model.forward == ("conv1", "relu", "conv2", "relu")
-    assert errors("input: [4]\nmodel: {type: ModuleDict, layers: {a: ReLU}, forward: [a, b]}\n") == [
-        "2:59: model.forward[1]: 'forward' names unknown layer 'b'"
-    ]
+    assert errors(
+        "input: [4]\nmodel: {type: ModuleDict, layers: {a: ReLU}, forward: [a, b]}\n"
+    ) == ["2:59: model.forward[1]: 'forward' names unknown layer 'b'"]
 
 
 def test_inputs() -> None:
-    spec = specnet.load("input: {shape: [32], dtype: int64}\nmodel: {type: Embedding, num_embeddings: 10, embedding_dim: 4}\n")
+    spec = specnet.load(
+        "input: {shape: [32], dtype: int64}\nmodel: {type: Embedding, num_embeddings: 10, embedding_dim: 4}\n"
+    )
     assert spec.input.dtype == "int64"
     spec = specnet.load(
         "input: {a: [4], b: [4]}\nmodel:\n  type: Graph\n  inputs: [a, b]\n  nodes:\n    s: {type: Add, input: [a, b]}\n"
@@ -263,7 +270,12 @@ train:
         "6:11: train.epochs: Input should be greater than or equal to 1, got 0",
         "7:3: train.batchsize: unknown train setting 'batchsize'; did you mean 'batch_size'?",
     ]
-    spec = specnet.load(text.replace("momentom", "momentum").replace("Los\n", "Loss\n").replace("epochs: 0", "epochs: 2").replace("batchsize", "batch_size"))
+    spec = specnet.load(
+        text.replace("momentom", "momentum")
+        .replace("Los\n", "Loss\n")
+        .replace("epochs: 0", "epochs: 2")
+        .replace("batchsize", "batch_size")
+    )
     assert spec.train is not None
     assert spec.train.optimizer.type == "SGD"
     assert spec.train.optimizer.args == {"lr": 0.1, "momentum": 0.9}
@@ -276,13 +288,17 @@ def test_load_accepts_paths_text_and_dicts(tmp_path: Path) -> None:
         assert isinstance(specnet.load(source).model, Sequential)
     with pytest.raises(SpecError) as info:
         specnet.load({"input": [3], "model": {"type": "Lnear"}})
-    assert str(info.value) == "<spec>: model.type: unknown layer type 'Lnear'; did you mean 'Linear'?"
+    assert (
+        str(info.value) == "<spec>: model.type: unknown layer type 'Lnear'; did you mean 'Linear'?"
+    )
 
 
 def test_validate_returns_error_lines(tmp_path: Path) -> None:
     p = tmp_path / "bad.yaml"
     p.write_text("input: [3]\nmodel: Lnear\n")
-    assert specnet.validate(p) == [f"{p}:2:8: model.type: unknown layer type 'Lnear'; did you mean 'Linear'?"]
+    assert specnet.validate(p) == [
+        f"{p}:2:8: model.type: unknown layer type 'Lnear'; did you mean 'Linear'?"
+    ]
     assert specnet.validate(LENET) == []
 
 

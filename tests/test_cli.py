@@ -1,0 +1,82 @@
+"""The specnet command: output format, exit codes, and a fast --help."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from specnet._cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_validate_reports_one_line_per_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("input: [4]\nmodel: {type: Linear, out_features: 2}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: [4]\nmodel:\n  type: Linear\n  out_feature: 2\n")
+    assert main(["validate", str(good)]) == 0
+    capsys.readouterr()
+    assert main(["validate", "-q", str(good), str(bad)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    # The misspelt key is reported once, with its suggestion (not also as "missing").
+    assert out == [
+        f"{bad}:4:3: model.out_feature: unknown argument 'out_feature' for Linear; did you mean 'out_features'?",
+    ]
+
+
+def test_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["validate", str(tmp_path / "missing.yaml")]) == 2
+    with pytest.raises(SystemExit) as info:
+        main(["validate"])
+    assert info.value.code == 2
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2
+    capsys.readouterr()
+
+
+def test_schema_check_detects_a_stale_file(tmp_path: Path) -> None:
+    out = tmp_path / "schema.json"
+    assert main(["schema", "-o", str(out)]) == 0
+    assert main(["schema", "-o", str(out), "--check"]) == 0
+    out.write_text(out.read_text().replace("Conv2d", "Conv2D", 1))
+    assert main(["schema", "-o", str(out), "--check"]) == 1
+
+
+def test_help_is_fast_and_does_not_import_torch() -> None:
+    code = (
+        "import sys, time; t = time.perf_counter()\n"
+        "from specnet._cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "print(time.perf_counter() - t)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert float(result.stdout.splitlines()[-1]) < 1.0
+
+
+def test_validate_does_not_import_torch(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("input: [4]\nmodel: {type: Linear, out_features: 2}\n")
+    code = (
+        "import sys\nfrom specnet._cli import main\n"
+        f"assert main(['validate', '-q', {str(spec)!r}]) == 0\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_module_entry_point() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "specnet", "--help"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert "validate" in result.stdout
