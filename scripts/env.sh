@@ -5,20 +5,30 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cache="${SPECNET_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/specnet}"
 key="$(cat "$root/pyproject.toml" "$root/constraints.txt" | sha256sum | cut -c1-16)"
 venv="$cache/venv-$key"
+mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9  # one installer at a time; others wait and then find it done
 if [ ! -f "$venv/.deps-ok" ]; then
     echo "specnet: creating $venv (first run only; torch is large, this takes a few minutes)" >&2
     rm -rf "$venv"
     mkdir -p "$cache"
     python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[dev]"
+    log="$cache/install.log"
+    if ! "$venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[dev]" >"$log" 2>&1; then
+        grep -v "^WARNING: Location" "$log" >&2
+        echo "specnet: installing the environment failed (log: $log)" >&2
+        return 1 2>/dev/null || exit 1
+    fi
     touch "$venv/.deps-ok"
     echo "$root" > "$venv/.checkout"
 fi
 # An environment made for another checkout is pointed at this one (cheap:
 # the dependencies are already there).
 if [ "$(cat "$venv/.checkout" 2>/dev/null)" != "$root" ]; then
-    "$venv/bin/python" -m pip install -q --no-deps -e "$root"
+    "$venv/bin/python" -m pip install -q --no-deps -e "$root" 2>&1 | grep -v "^WARNING: Location" >&2 || true
     echo "$root" > "$venv/.checkout"
 fi
+flock -u 9
+exec 9>&-
 export PATH="$venv/bin:$PATH"
 export VIRTUAL_ENV="$venv"

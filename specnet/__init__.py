@@ -5,7 +5,7 @@ validates it with every error located in the file, infers the shapes torch
 needs, and builds the ``nn.Module``.
 """
 
-from ._api import load, validate
+from ._api import build, load, summary, validate
 from ._errors import (
     ErrorItem,
     SpecError,
@@ -29,7 +29,9 @@ __all__ = [
     "TensorSpec",
     "TrainSpec",
     "__version__",
+    "build",
     "load",
     "register",
+    "summary",
     "validate",
 ]

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._source import read_document
 from ._spec import Spec
 from ._trainspec import check_train
 from ._validate import validate_document
 
-__all__ = ["SpecSource", "load", "validate"]
+__all__ = ["SpecSource", "build", "load", "summary", "validate"]
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from ._summary import Summary
 
 SpecSource = str | os.PathLike[str] | Mapping[str, Any] | Spec
 
@@ -36,3 +42,36 @@ def validate(source: SpecSource) -> list[str]:
     except SpecError as exc:
         return [str(e) for e in exc.errors]
     return []
+
+
+def build(
+    source: SpecSource,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str | None = None,
+) -> nn.Module:
+    """Validate, shape-check and build a spec's model.
+
+    ``device="meta"`` builds without allocating or initialising weights (e.g. to
+    load a checkpoint into a large model); ``dtype`` (``torch.bfloat16`` or
+    ``"bfloat16"``) converts floating-point parameters. Shape mismatches raise
+    :class:`SpecShapeError` pointing at the spec line.
+    """
+    import torch
+
+    from ._compile import build_module
+
+    if isinstance(dtype, str):
+        dtype = getattr(torch, dtype)
+    return build_module(load(source), device, dtype)  # type: ignore[arg-type]
+
+
+def summary(source: SpecSource) -> Summary:
+    """Per-layer output shapes, parameters and multiply-accumulates of a spec's model.
+
+    Computed from the spec (shape inference and a build on the meta device),
+    without a forward pass on real data; ``str()`` renders a table.
+    """
+    from ._summary import summarize
+
+    return summarize(load(source))

@@ -62,6 +62,42 @@ def _schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _summary(args: argparse.Namespace) -> int:
+    from ._api import summary
+    from ._errors import SpecError
+
+    try:
+        print(summary(Path(args.file)))
+    except SpecError as exc:
+        print(exc)
+        return EXIT_INVALID
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ._api import load
+    from ._errors import SpecError
+    from ._export import export_onnx, python_source
+
+    try:
+        spec = load(Path(args.file))
+        if args.format == "onnx":
+            out = args.output or str(Path(args.file).with_suffix(".onnx"))
+            export_onnx(spec, out)
+            print(f"wrote {out}", file=sys.stderr)
+            return EXIT_OK
+        text = python_source(spec)
+    except SpecError as exc:
+        print(exc)
+        return EXIT_INVALID
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, "utf-8")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="specnet",
@@ -85,6 +121,18 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--check", action="store_true", help="exit 1 if the file is not up to date")
     s.set_defaults(run=_schema)
+
+    m = sub.add_parser(
+        "summary", help="per-layer output shapes, parameters and multiply-accumulates"
+    )
+    m.add_argument("file", metavar="FILE")
+    m.set_defaults(run=_summary)
+
+    e = sub.add_parser("export", help="write the model as plain PyTorch source or ONNX")
+    e.add_argument("file", metavar="FILE")
+    e.add_argument("--format", choices=["python", "onnx"], default="python")
+    e.add_argument("-o", "--output", help="output file (python: default stdout; onnx: FILE.onnx)")
+    e.set_defaults(run=_export)
     return p
 
 

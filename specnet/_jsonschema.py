@@ -16,6 +16,7 @@ left to ``specnet validate``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,7 +46,9 @@ _INPUT = {
 
 
 def _param_doc(t: TypeDef, p: Param) -> str:
-    doc = p.doc or f"`{p.name}` argument of {t.name}."
+    doc = (p.doc or f"`{p.name}` argument of {t.name}").rstrip()
+    if not doc.endswith((".", "!", "?", "...")):
+        doc += "."
     if p.name in t.infers:
         return f"{doc} Inferred from the input shape when left out."
     if p.required:
@@ -79,6 +82,7 @@ def _object(t: TypeDef, variant: str, node_keys: bool = True) -> dict[str, Any]:
         required = ["type"]  # a required argument may come from a block parameter's default
     return {
         "type": "object",
+        "title": t.name,
         "description": t.doc or t.name,
         "properties": props,
         "required": required,
@@ -101,7 +105,12 @@ def _dispatch(
         },
         "allOf": [
             {
-                "if": {"properties": {"type": {"const": t.name}}, "required": ["type"]},
+                # A pattern rather than "const": while completing, yaml-language-server
+                # treats a string as a prefix, so const "EmbeddingBag" would match "Embedding".
+                "if": {
+                    "properties": {"type": {"type": "string", "pattern": f"^{re.escape(t.name)}$"}},
+                    "required": ["type"],
+                },
                 "then": {"$ref": _DEFS + prefix + t.name},
             }
             for t in types
@@ -168,7 +177,7 @@ def _tensor() -> dict[str, Any]:
     shape = {
         "type": "array",
         "items": {"type": "integer", "minimum": 1},
-        "minItems": 0,
+        "minItems": 1,
         "description": "Shape of ONE sample, without the batch dimension, e.g. [1, 28, 28].",
     }
     return {

@@ -9,6 +9,7 @@ torch's signatures and docstrings by ``python -m specnet._catalog_gen``.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import inspect
@@ -117,9 +118,13 @@ class Registry(Mapping[str, TypeDef]):
 
     def unknown(self, name: str, extra: list[str] | None = None) -> str:
         """Message for an unknown name, with a suggestion."""
-        return f"unknown {self.what} type '{name}'" + did_you_mean(
-            name, [*self._types, *(extra or [])]
-        )
+        choices = [*self._types, *(extra or [])]
+        base = name.rsplit(".", 1)[-1]
+        if base != name and base in choices:
+            return (
+                f"unknown {self.what} type '{name}'; write torch names without a prefix: '{base}'"
+            )
+        return f"unknown {self.what} type '{name}'" + did_you_mean(base, choices)
 
 
 @functools.cache
@@ -330,7 +335,7 @@ def _ops() -> list[TypeDef]:
 
 
 def _from_catalog(section: str, kind: Kind, module: str) -> Registry:
-    from ._shapes import INFERS
+    from ._rules import INFERS
 
     reg = Registry(
         {"layers": "layer", "losses": "loss", "optimizers": "optimizer", "schedulers": "scheduler"}[
@@ -357,6 +362,13 @@ def layers() -> Registry:
     reg = _from_catalog("layers", "layer", "torch.nn")
     for op in _ops():
         reg.add(op)
+    # torch's MultiheadAttention needs (query, key, value); specnet's subclass also
+    # takes one input (self-attention), as a layer in a Sequential gets.
+    mha = reg["MultiheadAttention"]
+    reg.add(
+        dataclasses.replace(mha, factory=_torch_attr("specnet._ops", "MultiheadAttention")),
+        replace=True,
+    )
     return reg
 
 

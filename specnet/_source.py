@@ -98,7 +98,7 @@ class SourceMap:
         notes: tuple[str, ...] = (),
     ) -> ErrorItem:
         pos = self.position(path, key=key)
-        line, col = pos if pos else (None, None)
+        line, col = pos if pos else ((1, 1) if self.file is not None else (None, None))
         return ErrorItem(path, msg, kind, self.file, line, col, notes)
 
 
@@ -308,13 +308,21 @@ def _parse_text(text: str, file: str | None) -> Document:
         data = builder.run()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        # Something left open (a quote, a bracket) is found at the end of the text:
+        # point at where it was opened.
+        at_end = mark is not None and mark.index >= len(text.rstrip())
+        if exc.context_mark is not None and at_end:
+            mark = exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         msg = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        raise SpecSyntaxError(
-            [ErrorItem((), f"YAML syntax error: {msg}", "syntax", file, line, col)]
-        ) from None
+        at = exc.problem_mark.index if exc.problem_mark is not None else -1
+        if "'\\t'" in msg or (0 <= at < len(text) and text[at] == "\t"):
+            msg += " (a tab: YAML indents with spaces only)"
+        item = ErrorItem((), f"YAML syntax error: {msg}", "syntax", file, line, col)
+        raise SpecSyntaxError([item]) from None
     except yaml.YAMLError as exc:  # reader errors: control characters and the like
-        raise SpecSyntaxError([ErrorItem((), f"unreadable spec: {exc}", "syntax", file)]) from None
+        item = ErrorItem((), f"unreadable spec: {exc}", "syntax", file, 1, 1)
+        raise SpecSyntaxError([item]) from None
     return Document(data, builder.source, builder.errors)
 
 
@@ -347,9 +355,10 @@ def read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Documen
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise SpecSyntaxError(
-                [ErrorItem((), f"spec is not UTF-8 text (byte {exc.start})", "syntax", name)]
-            ) from None
+            line = raw.count(b"\n", 0, exc.start) + 1
+            col = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+            msg = f"spec is not UTF-8 text (byte {exc.start})"
+            raise SpecSyntaxError([ErrorItem((), msg, "syntax", name, line, col)]) from None
         return _parse_text(text, name)
     if isinstance(source, str):
         return _parse_text(source, None)

@@ -14,7 +14,7 @@ import difflib
 import functools
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -97,6 +97,8 @@ class _Block:
     """name -> type description (required) or ``("default", value)``."""
     body: Any
     path: Path
+    unknown_refs: set[str] = field(default_factory=set)
+    """``$names`` in the body that are no parameter (reported once, where defined)."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,12 @@ class Checker:
             return None
         type_name = raw.get("type")
         if type_name is None:
-            self.error(path, "a layer needs a 'type' key", kind="missing", ctx=ctx)
+            self.error(
+                (*path, "type"),
+                "missing 'type': a layer needs a type name",
+                kind="missing",
+                ctx=ctx,
+            )
             return None
         if _placeholder(type_name, ctx):
             return None
@@ -399,9 +406,11 @@ class Checker:
                     inline=True,
                 )
             else:
-                items = self.named(
-                    layers_, (*path, "layers"), "Sequential 'layers' (a list or a mapping)", ctx
-                )
+                if not isinstance(layers_, dict):
+                    msg = "Sequential 'layers' must be a list, or a mapping of names to layers"
+                    self.error((*path, "layers"), f"{msg}, got {show(layers_)}", ctx=ctx)
+                    return None
+                items = self.named(layers_, (*path, "layers"), "Sequential 'layers'", ctx)
                 if items is not None and not items:
                     self.error((*path, "layers"), "Sequential needs at least one layer", ctx=ctx)
                     return None
@@ -494,7 +503,7 @@ class Checker:
             if name in inputs:
                 self.error(npath, f"node '{name}' has the name of a graph input", key=True, ctx=ctx)
                 ok = False
-            refs = self.references(raw, npath, known, later, ctx)
+            refs = self.references(raw, npath, known, later, ctx, name)
             n = self.repeat_of(raw, npath, ctx)
             node = self.node(raw, npath, inner)
             later.remove(name)
@@ -534,7 +543,7 @@ class Checker:
         )
 
     def references(
-        self, raw: Any, path: Path, known: list[str], later: list[str], ctx: _Ctx
+        self, raw: Any, path: Path, known: list[str], later: list[str], ctx: _Ctx, name: str
     ) -> tuple[str, ...] | None:
         ref = raw.get("input") if isinstance(raw, dict) else None
         if ref is None:
@@ -550,7 +559,10 @@ class Checker:
         ok = True
         for i, r in enumerate(refs):
             where = (*path, "input") if isinstance(ref, str) else (*path, "input", i)
-            if r in later:
+            if r == name:
+                self.error(where, f"node '{name}' cannot be its own input", ctx=ctx)
+                ok = False
+            elif r in later:
                 self.error(
                     where,
                     f"input '{r}' is defined later in the graph; nodes may only use earlier nodes",
@@ -605,6 +617,7 @@ class Checker:
         # Each body is checked once as written, with its parameters as placeholders.
         for block in self.blocks.values():
             refs = self._check_refs(block.body, (*block.path, "body"), set(block.params))
+            block.unknown_refs.update(refs - set(block.params))
             ctx = _Ctx(placeholders=frozenset(block.params) | refs, blocks=(block.name,))
             with contextlib.suppress(_TooLarge):
                 self.node(block.body, (*block.path, "body"), ctx)
@@ -708,7 +721,7 @@ class Checker:
         )
         use = f"in block '{block.name}' used at {self.where(path)} ({format_path(path)})"
         inner = _Ctx(
-            placeholders=ctx.placeholders - set(values),
+            placeholders=(ctx.placeholders - set(values)) | block.unknown_refs,
             blocks=(*ctx.blocks, block.name),
             notes=(use, *ctx.notes),
         )
@@ -727,7 +740,7 @@ class Checker:
                 kind="missing",
             )
             return None
-        if isinstance(raw, dict) and "shape" not in raw:
+        if isinstance(raw, dict) and "shape" not in raw and "dtype" not in raw:
             if not raw:
                 self.error(path, "'input' must name at least one input")
                 return None
@@ -773,14 +786,19 @@ class Checker:
                 )
                 return None
             path = (*path, "shape")
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape
-        ):
-            self.error(
-                path,
-                f"a shape is a list of positive whole numbers (one sample, no batch dimension), got {show(shape)}",
-                kind="type",
+        if not isinstance(shape, list) or not shape:
+            msg = (
+                "a shape is a non-empty list of whole numbers >= 1 (one sample, no batch dimension)"
             )
+            self.error(path, f"{msg}, got {show(shape)}", kind="type")
+            return None
+        bad = [
+            i for i, d in enumerate(shape) if isinstance(d, bool) or not isinstance(d, int) or d < 1
+        ]
+        for i in bad:
+            msg = f"a dimension must be a whole number >= 1, got {show(shape[i])}"
+            self.error((*path, i), msg, kind="type")
+        if bad:
             return None
         return TensorSpec(shape=tuple(shape), dtype=dtype)
 

@@ -17,6 +17,7 @@ import json
 import queue
 import subprocess
 import threading
+import time
 from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -85,6 +86,7 @@ class LspClient:
         self._stderr: deque[str] = deque(maxlen=200)
         self._reader_error: BaseException | None = None
         self._configured = threading.Event()
+        self._eof = threading.Event()
         self.server_info: JsonObject = {}
         self.log: deque[str] = deque(maxlen=200)  # window/logMessage and showMessage texts
 
@@ -99,16 +101,25 @@ class LspClient:
 
     def start(self) -> None:
         """Start the server, run the initialize handshake and send the settings."""
-        self._proc = subprocess.Popen(
+        proc = subprocess.Popen(
             self.command,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             cwd=self.root,
         )
-        assert self._proc.stdout is not None and self._proc.stderr is not None
-        threading.Thread(target=self._read_loop, args=(self._proc.stdout,), daemon=True).start()
-        threading.Thread(target=self._drain, args=(self._proc.stderr,), daemon=True).start()
+        self._proc = proc
+        if proc.stdout is None or proc.stderr is None:  # never: both are pipes
+            raise LspError("no pipes to the language server")
+        threading.Thread(target=self._read_loop, args=(proc.stdout,), daemon=True).start()
+        threading.Thread(target=self._drain, args=(proc.stderr,), daemon=True).start()
+        try:
+            self._handshake()
+        except BaseException:
+            self.close()
+            raise
+
+    def _handshake(self) -> None:
         result = self.request(
             "initialize",
             {
@@ -253,7 +264,7 @@ class LspClient:
             self._responses[msg_id] = box
         try:
             self._send(proc, {"jsonrpc": "2.0", "id": msg_id, "method": method, "params": params})
-            response = self._get(box, timeout, f"a response to {method!r}")
+            response = self._get(box, timeout, f"response to {method!r}")
         finally:
             with self._responses_lock:
                 self._responses.pop(msg_id, None)
@@ -279,16 +290,26 @@ class LspClient:
                 ) from exc
 
     def _get(self, box: queue.Queue[JsonObject], timeout: float, what: str) -> JsonObject:
-        try:
-            return box.get(timeout=timeout)
-        except queue.Empty:
-            reason = "exited" if self._proc is None or self._proc.poll() is not None else "hangs"
-            if self._reader_error is not None:
-                reason = f"stopped: {self._reader_error!r}"
-            raise LspError(
-                f"no {what} from the language server within {timeout:g} s (server {reason})"
-                f"{self._stderr_tail()}"
-            ) from None
+        """The next item in ``box``; fails after ``timeout`` s, or soon after the server ends."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return box.get(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+            except queue.Empty:
+                pass
+            if self._eof.is_set() and box.empty():
+                proc = self._proc
+                code = proc.poll() if proc is not None else None
+                reason = (
+                    f"stopped reading: {self._reader_error!r}"
+                    if self._reader_error
+                    else (f"exited with code {code}" if code is not None else "closed its output")
+                )
+                raise LspError(f"no {what}: the language server {reason}{self._stderr_tail()}")
+            if time.monotonic() >= deadline:
+                raise LspError(
+                    f"no {what} from the language server within {timeout:g} s{self._stderr_tail()}"
+                )
 
     def _running(self) -> subprocess.Popen[bytes]:
         if self._proc is None:
@@ -345,8 +366,10 @@ class LspClient:
                 if message is None:
                     return
                 self._dispatch(message)
-        except BaseException as exc:  # reported by the next wait that times out
+        except BaseException as exc:  # reported by the wait that is now cut short
             self._reader_error = exc
+        finally:
+            self._eof.set()
 
     def _dispatch(self, message: JsonObject) -> None:
         method = message.get("method")

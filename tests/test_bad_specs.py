@@ -1,8 +1,8 @@
 """A corpus of bad specs: each yields located errors, never a traceback.
 
 Each file in tests/bad/ states what it expects, one line per error:
-``# expect: LINE:COL PATH: FRAGMENT`` (COL may be ``*``); JSON files keep these
-lines in a ``NAME.json.expect`` file beside them.
+``# expect: LINE:COL PATH: FRAGMENT`` (COL may be ``*``); files that cannot hold
+comments (JSON, an empty file) keep these lines in ``NAME.expect`` beside them.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ class Expected:
 
 
 def expectations(path: Path) -> list[Expected]:
-    source = path.with_name(path.name + ".expect") if path.suffix == ".json" else path
+    sidecar = path.with_name(path.name + ".expect")
+    source = sidecar if sidecar.exists() else path
     out = []
     for line in source.read_text("utf-8", errors="replace").splitlines():
         m = EXPECT.match(line.strip())
@@ -50,7 +51,7 @@ def test_bad_spec_gives_located_errors(path: Path) -> None:
     expected = expectations(path)
     assert expected, f"{path.name} states no '# expect:' line"
     with pytest.raises(SpecError) as info:
-        specnet.load(path)
+        specnet.build(path)  # validation, then shape inference
     errors = info.value.errors
     for err in errors:
         assert err.file == str(path)

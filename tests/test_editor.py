@@ -148,9 +148,10 @@ def line_of(body: str, needle: str) -> int:
 
 
 def show(diagnostics: list[Diagnostic]) -> str:
+    """Diagnostics as an editor shows them: 1-based line:column, message."""
     return (
         "\n".join(
-            f"  line {d['range']['start']['line']}, column {d['range']['start']['character']}: "
+            f"  {d['range']['start']['line'] + 1}:{d['range']['start']['character'] + 1}: "
             f"{d['message']}"
             for d in diagnostics
         )
@@ -164,7 +165,7 @@ def assert_flagged(diagnostics: list[Diagnostic], line: int, *words: str) -> Dia
     elsewhere = [d for d in diagnostics if d["range"]["start"]["line"] != line]
     matching = [d for d in on_line if all(w in d["message"] for w in words)]
     assert matching and not elsewhere, (
-        f"expected a diagnostic on line {line} naming {', '.join(map(repr, words))}; "
+        f"expected a diagnostic on line {line + 1} naming {', '.join(map(repr, words))}; "
         f"got:\n{show(diagnostics)}"
     )
     return matching[0]
@@ -345,3 +346,15 @@ def test_completion_skips_arguments_already_given(lsp: LspClient, schema: Path) 
     labels = complete(lsp, HEAD + "    - type: Linear\n      out_features: 3\n      |\n")
     assert "bias" in labels, labels
     assert not {"out_features", "kernel_size"} & set(labels), labels
+
+
+def test_completion_offers_only_the_arguments_of_that_exact_type(
+    lsp: LspClient, schema: Path
+) -> None:
+    # While completing, yaml-language-server takes a string value for a prefix still being
+    # typed, so `if: {properties: {type: {const: EmbeddingBag}}}` holds for `type: Embedding`
+    # and EmbeddingBag's arguments are offered too. `{type: string, pattern: "^EmbeddingBag$"}`
+    # in the condition is matched exactly (`type: string` keeps `type: 3` out of every branch).
+    labels = complete(lsp, HEAD + "    - type: Embedding\n      |\n")
+    assert {"num_embeddings", "embedding_dim"} <= set(labels), labels
+    assert not {"mode", "include_last_offset"} & set(labels), f"EmbeddingBag's offered: {labels}"

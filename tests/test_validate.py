@@ -247,7 +247,8 @@ def test_inputs() -> None:
     )
     assert list(spec.inputs) == ["a", "b"]
     assert errors("input: [0, -1]\nmodel: ReLU\n") == [
-        "1:8: input: a shape is a list of positive whole numbers (one sample, no batch dimension), got [0, -1]"
+        "1:9: input[0]: a dimension must be a whole number >= 1, got 0",
+        "1:12: input[1]: a dimension must be a whole number >= 1, got -1",
     ]
     assert errors("input: {a: [4], b: [4]}\nmodel: ReLU\n") == [
         "2:8: model: a spec with several inputs (a, b) needs a Graph model"

@@ -1,0 +1,199 @@
+"""Built models against hand-written PyTorch, side by side in one run.
+
+    python bench/compile.py [--rounds 7] [--threads 1]
+
+For each model: build time (specnet.build from the file, and from an already
+loaded Spec) against constructing the hand-written module, and forward time at
+batch 1 and 64, inference (no_grad) and a training step (forward, backward),
+with the same weights. Timings are medians of interleaved rounds of
+torch.utils.benchmark measurements; ratios are specnet / hand-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.benchmark import Timer
+
+import specnet
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class LeNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, 3)
+        self.conv2 = nn.Conv2d(6, 16, 3)
+        self.fc1 = nn.Linear(16 * 6 * 6, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = x.view(-1, 16 * 6 * 6)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+class FashionNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.flatten = nn.Flatten()
+        self.linear_relu_stack = nn.Sequential(
+            nn.Linear(28 * 28, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear_relu_stack(self.flatten(x))
+
+
+RESIDUAL = """\
+input: [64]
+model:
+  type: Graph
+  nodes:
+    fc1: {type: Linear, out_features: 64}
+    act1: ReLU
+    fc2: {type: Linear, out_features: 64}
+    res1: {type: Add, input: [input, fc2]}
+    fc3: {type: Linear, out_features: 64}
+    act2: ReLU
+    fc4: {type: Linear, out_features: 64}
+    res2: {type: Add, input: [res1, fc4]}
+    head: {type: Linear, out_features: 10}
+"""
+
+
+class Residual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(64, 64)
+        self.act1 = nn.ReLU()
+        self.fc2 = nn.Linear(64, 64)
+        self.fc3 = nn.Linear(64, 64)
+        self.act2 = nn.ReLU()
+        self.fc4 = nn.Linear(64, 64)
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r1 = x + self.fc2(self.act1(self.fc1(x)))
+        r2 = r1 + self.fc4(self.act2(self.fc3(r1)))
+        return self.head(r2)
+
+
+def _resnet18() -> nn.Module:
+    import torchvision
+
+    return torchvision.models.resnet18()
+
+
+CASES: list[tuple[str, Any, Callable[[], nn.Module], tuple[int, ...]]] = [
+    ("lenet", ROOT / "examples" / "lenet.yaml", LeNet, (1, 32, 32)),
+    ("fashion_mlp", ROOT / "examples" / "fashion_mnist_mlp.yaml", FashionNet, (1, 28, 28)),
+    ("residual_graph", RESIDUAL, Residual, (64,)),
+    ("resnet18", ROOT / "examples" / "resnet18.yaml", _resnet18, (3, 224, 224)),
+]
+
+
+def median_time(fn: Callable[[], Any], min_run_time: float) -> float:
+    return (
+        Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=min_run_time).median
+    )
+
+
+def compare(
+    label: str, mine: Callable[[], Any], theirs: Callable[[], Any], rounds: int, min_run_time: float
+) -> None:
+    a, b = [], []
+    for _ in range(rounds):  # interleaved, so drifts in machine load hit both
+        a.append(median_time(mine, min_run_time))
+        b.append(median_time(theirs, min_run_time))
+    ma, mb = statistics.median(a), statistics.median(b)
+    print(
+        f"  {label:<28} specnet {ma * 1e3:9.3f} ms   hand {mb * 1e3:9.3f} ms   ratio {ma / mb:5.3f}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--min-run-time", type=float, default=0.2)
+    ap.add_argument("--only", nargs="*", help="case names")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(
+        f"torch {torch.__version__}, {args.threads} thread(s), medians of {args.rounds} interleaved rounds"
+    )
+    for name, source, hand_cls, shape in CASES:
+        if args.only and name not in args.only:
+            continue
+        print(f"{name}:")
+        spec = specnet.load(source)
+        rounds = max(3, args.rounds // 2) if name == "resnet18" else args.rounds
+        compare(
+            "build (from file/text)",
+            partial(specnet.build, source),
+            hand_cls,
+            rounds,
+            args.min_run_time,
+        )
+        compare(
+            "build (from loaded Spec)",
+            partial(specnet.build, spec),
+            hand_cls,
+            rounds,
+            args.min_run_time,
+        )
+        built, hand = specnet.build(spec), hand_cls()
+        built.load_state_dict(hand.state_dict())
+        for batch in (1, 64):
+            x = torch.randn(batch, *shape)
+            built.eval()
+            hand.eval()
+
+            def infer(m: nn.Module, x: torch.Tensor = x) -> None:
+                with torch.no_grad():
+                    m(x)
+
+            compare(
+                f"forward, no_grad, batch {batch}",
+                partial(infer, built),
+                partial(infer, hand),
+                rounds,
+                args.min_run_time,
+            )
+            built.train()
+            hand.train()
+
+            def step(m: nn.Module, x: torch.Tensor = x) -> None:
+                m.zero_grad(set_to_none=True)
+                m(x).sum().backward()
+
+            compare(
+                f"train step, batch {batch}",
+                partial(step, built),
+                partial(step, hand),
+                rounds,
+                args.min_run_time,
+            )
+
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    main()
+    print(f"({time.perf_counter() - start:.0f} s)")

@@ -1,0 +1,230 @@
+"""Shape inference: walk a validated spec with its input shapes, fill in inferred arguments.
+
+The result is a :class:`Step` tree mirroring the module tree that will be built:
+every occurrence of a layer with its constructor arguments, its input and output
+values and its multiply-accumulates. Nothing here imports torch; every shape
+mismatch becomes a located :class:`SpecShapeError` before any module exists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import ErrorItem, Path, SpecShapeError
+from ._registry import layers
+from ._rules import RULES, with_defaults
+from ._shapes import ShapeMismatch, T, Value, show
+from ._spec import Graph, Layer, ModuleDict, ModuleList, Node, Sequential, Spec
+
+__all__ = ["Step", "infer"]
+
+
+@dataclass
+class Step:
+    """One module of the model to build, with everything known about it."""
+
+    node: Node
+    kind: str
+    """The layer type, or the container kind."""
+    inputs: list[Value]
+    output: Value
+    args: dict[str, Any] = field(default_factory=dict)
+    """Constructor arguments: those the spec gave plus the inferred ones."""
+    macs: int = 0
+    children: list[tuple[str, Step]] = field(default_factory=list)
+    """Submodules in order (containers) and nested layers given as arguments."""
+    calls: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    """Graph-like containers: the call order, (child name, input names)."""
+    outputs: tuple[str, ...] = ()
+    tuple_output: bool = False
+
+
+class _Failed(Exception):
+    pass
+
+
+class _Inference:
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.errors: list[ErrorItem] = []
+
+    def fail(self, node: Node, msg: str, arg: str | None = None) -> _Failed:
+        path: Path = node.path
+        if arg is not None and isinstance(node, Layer) and arg in node.args:
+            path = (*path, arg)
+        item = self.spec.source.error(path, msg, kind="shape", notes=node.notes)
+        self.errors.append(item)
+        return _Failed()
+
+    def step(self, node: Node, inputs: list[Value]) -> Step:
+        if isinstance(node, Layer):
+            return self.layer(node, inputs)
+        if isinstance(node, Sequential):
+            return self.chain(node, "Sequential", [(n, c) for n, c in node.children], inputs, None)
+        if isinstance(node, ModuleList):
+            kids = [(str(i), c) for i, c in enumerate(node.children)]
+            return self.chain(node, "ModuleList", kids, inputs, node.between)
+        if isinstance(node, ModuleDict):
+            return self.module_dict(node, inputs)
+        if isinstance(node, Graph):
+            return self.graph(node, inputs)
+        raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+
+    def layer(self, node: Layer, inputs: list[Value]) -> Step:
+        t = layers()[node.type]
+        rule = RULES.get(node.type)
+        lo, hi = rule.inputs if rule else (1, 1)
+        if len(inputs) < lo or (hi is not None and len(inputs) > hi):
+            want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
+            where = (
+                " (several inputs need a Graph node with 'input: [a, b]')"
+                if len(inputs) < lo
+                else ""
+            )
+            raise self.fail(node, f"{node.type} takes {want} input(s), got {len(inputs)}{where}")
+        args = with_defaults(t, node.args)
+        nested: list[tuple[str, Step]] = []
+        for name, value in node.args.items():
+            if isinstance(value, Node):
+                takes = (
+                    RULES[value.type].inputs[1]
+                    if isinstance(value, Layer) and value.type in RULES
+                    else 1
+                )
+                sub = self.step(value, inputs[: takes or len(inputs)])
+                nested.append((name, sub))
+                args[name] = sub
+        if rule is None:
+            if t.shape is None:
+                raise self.fail(node, f"{node.type} has no shape rule: register it with shape=...")
+            out_value = self._custom(node, t.shape, args, inputs)
+            return Step(node, node.type, inputs, out_value, dict(node.args), children=nested)
+        try:
+            out = rule.fn(args, list(inputs))
+        except ShapeMismatch as exc:
+            msg = (
+                exc.message if exc.message.startswith(node.type) else f"{node.type}: {exc.message}"
+            )
+            raise self.fail(node, msg, exc.arg) from None
+        ctor = {k: v for k, v in out.args.items() if k in node.args or k in t.infers}
+        for name, sub in nested:
+            ctor[name] = sub
+        return Step(node, node.type, inputs, out.value, ctor, out.macs, children=nested)
+
+    def _custom(self, node: Layer, shape: Any, args: dict[str, Any], inputs: list[Value]) -> Value:
+        x = inputs[0]
+        if not isinstance(x, T):
+            raise self.fail(node, f"{node.type} got a tuple {show(x)}; pick an element with Select")
+        try:
+            result = shape(args, x.shape)
+        except (ValueError, ShapeMismatch) as exc:
+            raise self.fail(node, f"{node.type} with input {x}: {exc}") from None
+        return T(tuple(int(d) for d in result), x.dtype)
+
+    def chain(
+        self,
+        node: Node,
+        kind: str,
+        kids: list[tuple[str, Node]],
+        inputs: list[Value],
+        between: Node | None,
+    ) -> Step:
+        if len(inputs) != 1:
+            raise self.fail(node, f"a {kind} takes one input, got {len(inputs)}")
+        x = inputs[0]
+        steps: list[tuple[str, Step]] = []
+        calls: list[tuple[str, tuple[str, ...]]] = []
+        for name, child in kids:
+            s = self.step(child, [x])
+            steps.append((name, s))
+            calls.append((name, ()))
+            x = s.output
+            if between is not None:
+                b = self.step(between, [x])
+                x = b.output
+                calls.append(("between", ()))
+        if between is not None:
+            steps.append(("between", self.step(between, [steps[-1][1].output])))
+        return Step(node, kind, inputs, x, children=steps, calls=calls)
+
+    def module_dict(self, node: ModuleDict, inputs: list[Value]) -> Step:
+        if len(inputs) != 1:
+            raise self.fail(node, f"a ModuleDict takes one input, got {len(inputs)}")
+        kids = dict(node.children)
+        built: dict[str, Step] = {}
+        x = inputs[0]
+        for name in node.forward:
+            if name not in built:
+                built[name] = self.step(kids[name], [x])
+                x = built[name].output
+            else:
+                # A reused layer: the same module (same arguments) must fit here too.
+                again = self.step(kids[name], [x])
+                first = built[name]
+                if again.args != first.args:
+                    raise self.fail(
+                        kids[name],
+                        f"layer '{name}' is reused with input {show(x)}, which needs {again.args} but it was built with {first.args}",
+                    )
+                x = again.output
+        order = [(n, built[n]) for n, _ in node.children if n in built]
+        unused = [n for n, _ in node.children if n not in built]
+        if unused:
+            raise self.fail(node, f"layers {unused} are never called in 'forward'")
+        return Step(
+            node, "ModuleDict", inputs, x, children=order, calls=[(n, ()) for n in node.forward]
+        )
+
+    def graph(self, node: Graph, inputs: list[Value]) -> Step:
+        if len(inputs) != len(node.inputs):
+            raise self.fail(
+                node,
+                f"the graph takes {len(node.inputs)} input(s) {list(node.inputs)}, got {len(inputs)}",
+            )
+        env: dict[str, Value] = dict(zip(node.inputs, inputs, strict=True))
+        steps: list[tuple[str, Step]] = []
+        calls: list[tuple[str, tuple[str, ...]]] = []
+        failed = False
+        for g in node.nodes:
+            if any(r not in env for r in g.inputs):
+                continue  # an earlier node failed; its error is already reported
+            try:
+                s = self.step(g.node, [env[r] for r in g.inputs])
+            except _Failed:
+                failed = True
+                continue
+            env[g.name] = s.output
+            steps.append((g.name, s))
+            calls.append((g.name, g.inputs))
+        if failed:
+            raise _Failed
+        outs = [env[o] for o in node.outputs]
+        value: Value = tuple(outs) if node.tuple_output else outs[0]
+        return Step(
+            node,
+            "Graph",
+            inputs,
+            value,
+            children=steps,
+            calls=calls,
+            outputs=node.outputs,
+            tuple_output=node.tuple_output,
+        )
+
+
+def infer(spec: Spec) -> Step:
+    """The shape-checked plan of ``spec``'s model; raises :class:`SpecShapeError`."""
+    run = _Inference(spec)
+    values: list[Value] = [T(t.shape, t.dtype) for t in spec.inputs.values()]
+    model = spec.model
+    if isinstance(model, Graph) and len(spec.inputs) > 1:
+        order = {name: T(t.shape, t.dtype) for name, t in spec.inputs.items()}
+        values = [order[name] for name in model.inputs]
+    try:
+        plan = run.step(model, values)
+    except _Failed:
+        raise SpecShapeError(run.errors) from None
+    if run.errors:
+        raise SpecShapeError(run.errors)
+    return plan

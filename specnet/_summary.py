@@ -1,0 +1,109 @@
+"""``specnet.summary``: per-layer output shape, parameters and multiply-accumulates.
+
+Computed from the spec's shape inference and a build on the meta device: no
+memory for weights, no forward pass on real data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ._infer import Step, infer
+from ._shapes import show
+from ._spec import Spec
+
+__all__ = ["Row", "Summary", "summarize"]
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    """Qualified module name, as in ``state_dict()`` keys."""
+    type: str
+    depth: int
+    output: str
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A table of the model's layers with totals; ``str()`` renders it."""
+
+    rows: tuple[Row, ...]
+    input: str
+    output: str
+    total_params: int
+    trainable_params: int
+    total_macs: int
+
+    def __str__(self) -> str:
+        header = ("Layer", "Type", "Output", "Params", "MACs")
+        lines = [
+            (
+                "  " * r.depth + (r.name.rsplit(".", 1)[-1] or "(model)"),
+                r.type,
+                r.output,
+                f"{r.params:,}",
+                f"{r.macs:,}",
+            )
+            for r in self.rows
+        ]
+        widths = [max(len(str(x)) for x in col) for col in zip(header, *lines, strict=True)]
+        fmt = "  ".join(f"{{:<{w}}}" if i < 3 else f"{{:>{w}}}" for i, w in enumerate(widths))
+        rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+        out = [fmt.format(*header), rule, *(fmt.format(*line) for line in lines), rule]
+        out.append(f"Input: {self.input}   Output: {self.output}")
+        out.append(f"Parameters: {self.total_params:,} ({self.trainable_params:,} trainable)")
+        out.append(f"Multiply-accumulates per sample: {self.total_macs:,}")
+        return "\n".join(out)
+
+
+_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict", "Graph")
+
+
+def _walk(step: Step, name: str, depth: int) -> Iterator[tuple[str, int, Step]]:
+    yield name, depth, step
+    if step.kind not in _CONTAINERS:
+        return  # a layer's nested layers (TransformerEncoder.encoder_layer) are its own business
+    for child_name, child in step.children:
+        if step.kind in ("ModuleList", "ModuleDict") and child_name != "between":
+            qual = f"layers.{child_name}"
+        else:
+            qual = child_name
+        yield from _walk(child, f"{name}.{qual}" if name else qual, depth + 1)
+
+
+def _macs(step: Step) -> int:
+    if step.kind not in _CONTAINERS:
+        return step.macs
+    return sum(_macs(c) for _, c in step.children)
+
+
+def summarize(spec: Spec) -> Summary:
+    """The summary of a spec's model (torch is used only on the meta device)."""
+    import torch
+
+    from ._compile import materialize
+
+    plan = infer(spec)
+    with torch.device("meta"):
+        model = materialize(plan, spec.source)
+    rows = []
+    for name, depth, step in _walk(plan, "", 0):
+        module = model.get_submodule(name) if name else model
+        params = sum(p.numel() for p in module.parameters())
+        rows.append(Row(name, step.kind, depth, show(step.output), params, _macs(step)))
+    inputs = ", ".join(
+        f"{k} {v.shape}" if len(spec.inputs) > 1 else str(list(v.shape))
+        for k, v in spec.inputs.items()
+    )
+    return Summary(
+        tuple(rows),
+        inputs,
+        show(plan.output),
+        sum(p.numel() for p in model.parameters()),
+        sum(p.numel() for p in model.parameters() if p.requires_grad),
+        _macs(plan),
+    )
