@@ -1,30 +1,31 @@
 """Plan -> ``nn.Module`` tree.
 
-``Sequential`` becomes ``nn.Sequential``. ``ModuleList``, ``ModuleDict`` and
-``Graph`` become ``torch.fx.GraphModule``s whose ``forward`` is generated
-straight-line code (one call per layer, no interpreter loop), so a built graph
-runs as fast as a hand-written ``forward`` and works with ``torch.compile`` and
-``torch.jit.script``. Submodule names are the spec's names, so ``state_dict()``
-keys are the ones a hand-written module with those attribute names has.
+``Sequential`` becomes ``nn.Sequential``; ``ModuleList`` a module holding an
+``nn.ModuleList`` as ``.layers`` with the loop a hand-written forward has;
+``ModuleDict`` and ``Graph`` modules whose ``forward`` is generated straight-line
+code (``_codegen``), so a built graph runs as fast as a hand-written ``forward``
+and works with ``torch.compile`` and ``torch.jit.script``. Submodule names are the
+spec's names, so ``state_dict()`` keys are the ones a hand-written module with
+those attribute names has.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 from contextlib import nullcontext
 from typing import Any
 
 import torch
-from torch import fx, nn
+from torch import nn
 
+from ._codegen import Call, module_class
 from ._errors import SpecError, SpecValidationError
 from ._infer import Step, infer
 from ._registry import layers
 from ._source import SourceMap
 from ._spec import Spec
 
-__all__ = ["build_module", "materialize"]
+__all__ = ["LayerList", "LayerListBetween", "build_module", "materialize"]
 
 _RESERVED = frozenset(dir(nn.Module))
 
@@ -59,28 +60,72 @@ def _check_names(step: Step, source: SourceMap) -> None:
             raise SpecValidationError([source.error(child.node.path, msg, key=True)])
 
 
-def _graph_module(
-    step: Step, holder: nn.Module, targets: dict[str, str], inputs: Sequence[str], class_name: str
-) -> nn.Module:
-    """Generate ``forward`` for a graph-like container with torch.fx."""
-    graph = fx.Graph()
-    env: dict[str, fx.Node] = {name: graph.placeholder(name) for name in inputs}
-    last = env[inputs[0]]
+class LayerList(nn.Module):
+    """A ``ModuleList`` spec: ``.layers`` (an ``nn.ModuleList``) applied in order."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def forward(self, x: Any) -> Any:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class LayerListBetween(nn.Module):
+    """A ``ModuleList`` spec with ``between``: ``x = between(layer(x))`` for each layer."""
+
+    def __init__(self, layers: list[nn.Module], between: nn.Module) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.between = between
+
+    def forward(self, x: Any) -> Any:
+        for layer in self.layers:
+            x = self.between(layer(x))
+        return x
+
+
+def _module_list(step: Step, source: SourceMap) -> nn.Module:
+    kids = [materialize(c, source) for n, c in step.children if n != "between"]
+    if not any(n == "between" for n, _ in step.children):
+        return LayerList(kids)
+    plan = dict(step.children)["between"]
+    between = materialize(plan, source)
+    if any(True for _ in between.parameters()):
+        msg = "'between' is applied after every layer and must have no parameters"
+        raise SpecValidationError([source.error(plan.node.path, msg, notes=plan.node.notes)])
+    return LayerListBetween(kids, between)
+
+
+def _calls(step: Step, first: str) -> list[Call]:
+    kinds = dict(step.children)
+    out: list[Call] = []
+    prev = first
     for name, refs in step.calls:
-        args = tuple(env[r] for r in refs) if refs else (last,)
-        last = graph.call_module(targets[name], args)
-        if refs or step.kind == "Graph":
-            env[name] = last
-    if step.kind == "Graph":
-        outs = [env[o] for o in step.outputs]
-        graph.output(tuple(outs) if step.tuple_output else outs[0])
-    else:
-        graph.output(last)
-    gm = fx.GraphModule(holder, graph, class_name=class_name)
-    # GraphModule re-creates intermediate containers as plain Modules; keep the real ones.
-    for name, child in holder.named_children():
-        setattr(gm, name, child)
-    return gm
+        child = kinds[name]
+        out.append((name, child.kind, refs or (prev,), child.args))
+        prev = name
+    return out
+
+
+def _module_dict(step: Step, source: SourceMap) -> nn.Module:
+    cls, _ = module_class("ModuleDict", ["x"], _calls(step, "x"), [step.calls[-1][0]], False, "layers")
+    module = cls()
+    module.layers = nn.ModuleDict(OrderedDict((n, materialize(c, source)) for n, c in step.children))
+    return module
+
+
+def _graph(step: Step, source: SourceMap) -> nn.Module:
+    inputs = list(getattr(step.node, "inputs", ("input",)))
+    calls = _calls(step, inputs[0])
+    cls, used = module_class("Graph", inputs, calls, step.outputs, step.tuple_output)
+    module = cls()
+    for name, child in step.children:
+        if name in used:
+            module.add_module(name, materialize(child, source))
+    return module
 
 
 def materialize(step: Step, source: SourceMap) -> nn.Module:
@@ -90,34 +135,11 @@ def materialize(step: Step, source: SourceMap) -> nn.Module:
         named = [(name, materialize(child, source)) for name, child in step.children]
         return nn.Sequential(OrderedDict(named))
     if step.kind == "ModuleList":
-        holder = nn.Module()
-        kids = [(n, materialize(c, source)) for n, c in step.children if n != "between"]
-        holder.layers = nn.ModuleList([m for _, m in kids])
-        targets = {n: f"layers.{n}" for n, _ in kids}
-        if any(n == "between" for n, _ in step.children):
-            between = dict(step.children)["between"]
-            holder.between = materialize(between, source)
-            if any(True for _ in holder.between.parameters()):
-                msg = "'between' is applied after every layer and must have no parameters"
-                raise SpecValidationError(
-                    [source.error(between.node.path, msg, notes=between.node.notes)]
-                )
-            targets["between"] = "between"
-        return _graph_module(step, holder, targets, ["x"], "ModuleList")
+        return _module_list(step, source)
     if step.kind == "ModuleDict":
-        holder = nn.Module()
-        holder.layers = nn.ModuleDict(
-            OrderedDict((n, materialize(c, source)) for n, c in step.children)
-        )
-        return _graph_module(
-            step, holder, {n: f"layers.{n}" for n, _ in step.children}, ["x"], "ModuleDict"
-        )
+        return _module_dict(step, source)
     if step.kind == "Graph":
-        holder = nn.Module()
-        for name, child in step.children:
-            holder.add_module(name, materialize(child, source))
-        inputs = list(getattr(step.node, "inputs", ("input",)))
-        return _graph_module(step, holder, {n: n for n, _ in step.children}, inputs, "Graph")
+        return _graph(step, source)
     return _layer(step, source)
 
 

@@ -149,13 +149,17 @@ def python_source(spec: Spec) -> str:
     return "\n\n".join(p.strip("\n") for p in parts) + "\n"
 
 
-def export_onnx(spec: Spec, path: str | Path, batch: int = 1) -> None:
-    """Write the model as ONNX through torch's exporter (needs the onnx and onnxscript packages)."""
+def export_onnx(spec: Spec, path: str | Path, batch: int = 1, model: Any = None) -> None:
+    """Write the model as ONNX through torch's exporter (needs the onnx and onnxscript packages).
+
+    ``model`` is a module built from ``spec`` (e.g. with trained weights); by default
+    a freshly built one.
+    """
     import torch
 
     from ._compile import build_module
 
-    model = build_module(spec).eval()
+    model = (model if model is not None else build_module(spec)).eval()
     examples = tuple(
         torch.zeros((batch, *t.shape), dtype=getattr(torch, t.dtype)) for t in spec.inputs.values()
     )

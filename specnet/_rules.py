@@ -65,11 +65,12 @@ def with_defaults(t: TypeDef, args: Mapping[str, Any]) -> dict[str, Any]:
     (even where torch has a default, like ``Transformer.d_model``): the shape
     rule fills those in. Defaults are copied, so rules may change them.
     """
-    inferred = t.infers | frozenset(INFERS.get(t.name, ()))
+    inferred = t.infers or INFERS.get(t.name, ())
     out = dict(args)
     for p in t.params:
         if p.name not in out and not p.required and p.name not in inferred:
-            out[p.name] = copy.deepcopy(p.default)
+            d = p.default
+            out[p.name] = copy.deepcopy(d) if isinstance(d, (list, dict)) else d
     return out
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import fx, nn
+from torch import nn
 
 import specnet
 from specnet import SpecShapeError
@@ -223,8 +223,7 @@ def test_inferred_arguments_reach_the_modules() -> None:
 
 
 def test_graph_is_straight_line_code_with_spec_names() -> None:
-    model = specnet.build(
-        """\
+    model_spec = """\
 input: [8]
 model:
   type: Graph
@@ -235,10 +234,11 @@ model:
     cat: {type: Concat, dim: 1, input: [res, fc1]}
   output: [cat, res]
 """
-    )
-    assert isinstance(model, fx.GraphModule)
+    model = specnet.build(model_spec)
     assert set(model.state_dict()) == {"fc1.weight", "fc1.bias"}
-    assert "for " not in model.code  # no interpreter loop
+    assert model.code.count("\n") == 6  # def, four statements, return: no interpreter loop
+    assert "torch.cat([v2, v0], 1)" in model.code
+    assert type(model) is type(specnet.build(model_spec))  # one class per structure
     x = torch.randn(2, 8)
     cat, res = model(x)
     h = torch.relu(model.fc1(x))
@@ -320,3 +320,26 @@ def test_self_attention_in_a_sequential_and_a_graph() -> None:
     )
     kv = torch.randn(3, 7, 8)
     torch.testing.assert_close(graph(x, kv), graph.att(x, kv, kv)[0])
+
+
+def test_built_models_pickle_and_deepcopy(tmp_path: Path) -> None:
+    import copy
+    import pickle
+
+    model = specnet.build(ROOT / "examples" / "unet_small.yaml").eval()
+    x = torch.randn(1, *specnet.load(ROOT / "examples" / "unet_small.yaml").input.shape)
+    for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        with torch.no_grad():
+            torch.testing.assert_close(clone(x), model(x))
+
+
+def test_torch_compile_inductor_on_a_graph() -> None:
+    """The default backend (inductor, generating C++ here) compiles a built graph."""
+    model = specnet.build(
+        "input: [16]\nmodel:\n  type: Graph\n  nodes:\n    fc: {type: Linear, out_features: 16}\n"
+        "    act: GELU\n    res: {type: Add, input: [input, act]}\n"
+    ).eval()
+    compiled = torch.compile(model)
+    x = torch.randn(4, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-5)
