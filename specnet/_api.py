@@ -33,12 +33,21 @@ def load(source: SpecSource) -> Spec:
     return validate_document(read_document(source), check_train)
 
 
+def check(source: SpecSource) -> Spec:
+    """Load a spec and run shape inference (without torch): every error a build would find."""
+    from ._infer import infer
+
+    spec = load(source)
+    infer(spec)
+    return spec
+
+
 def validate(source: SpecSource) -> list[str]:
-    """Check a spec; returns the error lines (empty when it is valid)."""
+    """Check a spec, shapes included; returns the error lines (empty when it is valid)."""
     from ._errors import SpecError
 
     try:
-        load(source)
+        check(source)
     except SpecError as exc:
         return [str(e) for e in exc.errors]
     return []

@@ -17,7 +17,7 @@ EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ._api import load
+    from ._api import check
     from ._errors import SpecError
 
     status = EXIT_OK
@@ -28,7 +28,7 @@ def _validate(args: argparse.Namespace) -> int:
             status = EXIT_USAGE
             continue
         try:
-            load(Path(name))
+            check(Path(name))
         except SpecError as exc:
             bad += 1
             for err in exc.errors:
@@ -106,7 +106,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     v = sub.add_parser(
-        "validate", help="check spec files; one line per error (file:line:col: path: message)"
+        "validate",
+        help="check spec files, shapes included; one line per error (file:line:col: path: message)",
     )
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("-q", "--quiet", action="store_true", help="print errors only")

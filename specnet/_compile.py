@@ -111,9 +111,13 @@ def _calls(step: Step, first: str) -> list[Call]:
 
 
 def _module_dict(step: Step, source: SourceMap) -> nn.Module:
-    cls, _ = module_class("ModuleDict", ["x"], _calls(step, "x"), [step.calls[-1][0]], False, "layers")
+    cls, _ = module_class(
+        "ModuleDict", ["x"], _calls(step, "x"), [step.calls[-1][0]], False, "layers"
+    )
     module = cls()
-    module.layers = nn.ModuleDict(OrderedDict((n, materialize(c, source)) for n, c in step.children))
+    module.layers = nn.ModuleDict(
+        OrderedDict((n, materialize(c, source)) for n, c in step.children)
+    )
     return module
 
 

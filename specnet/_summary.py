@@ -92,8 +92,12 @@ def summarize(spec: Spec) -> Summary:
         model = materialize(plan, spec.source)
     rows = []
     for name, depth, step in _walk(plan, "", 0):
-        module = model.get_submodule(name) if name else model
-        params = sum(p.numel() for p in module.parameters())
+        try:
+            module = model.get_submodule(name) if name else model
+        except AttributeError:  # an op written inline in generated code (Add, Concat)
+            params = 0
+        else:
+            params = sum(p.numel() for p in module.parameters())
         rows.append(Row(name, step.kind, depth, show(step.output), params, _macs(step)))
     inputs = ", ".join(
         f"{k} {v.shape}" if len(spec.inputs) > 1 else str(list(v.shape))

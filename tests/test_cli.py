@@ -138,3 +138,16 @@ def test_export_onnx_matches_torch(tmp_path: Path) -> None:
     with torch.no_grad():
         want = model.eval()(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-5)
+
+
+def test_validate_finds_shape_errors_without_torch(tmp_path: Path) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text("input: [3, 4, 4]\nmodel: {type: Conv2d, out_channels: 2, kernel_size: 9}\n")
+    code = (
+        "import sys\nfrom specnet._cli import main\n"
+        f"assert main(['validate', '-q', {str(spec)!r}]) == 1\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"{spec}:2:53: model.kernel_size: Conv2d: kernel_size 9 is larger" in result.stdout
