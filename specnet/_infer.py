@@ -49,8 +49,8 @@ class _Inference:
         self.spec = spec
         self.errors: list[ErrorItem] = []
 
-    def fail(self, node: Node, msg: str, arg: str | None = None) -> _Failed:
-        path: Path = node.path
+    def fail(self, node: Node, msg: str, arg: str | None = None, at: Path | None = None) -> _Failed:
+        path: Path = node.path if at is None else at
         if arg is not None and isinstance(node, Layer) and arg in node.args:
             path = (*path, arg)
         item = self.spec.source.error(path, msg, kind="shape", notes=node.notes)
@@ -77,12 +77,12 @@ class _Inference:
         lo, hi = rule.inputs if rule else (1, 1)
         if len(inputs) < lo or (hi is not None and len(inputs) > hi):
             want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
-            where = (
-                " (several inputs need a Graph node with 'input: [a, b]')"
-                if len(inputs) < lo
-                else ""
-            )
-            raise self.fail(node, f"{node.type} takes {want} input(s), got {len(inputs)}{where}")
+            msg = f"{node.type} takes {want} input(s), got {len(inputs)}"
+            explicit = (*node.path, "input") in self.spec.source.values
+            if explicit:  # point at the graph node's `input:` list
+                raise self.fail(node, msg, at=(*node.path, "input"))
+            hint = " (several inputs need a Graph node with 'input: [a, b]')" if len(inputs) < lo else ""
+            raise self.fail(node, msg + hint)
         args = with_defaults(t, node.args)
         nested: list[tuple[str, Step]] = []
         for name, value in node.args.items():

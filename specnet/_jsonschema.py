@@ -78,8 +78,6 @@ def _object(t: TypeDef, variant: str, node_keys: bool = True) -> dict[str, Any]:
     for p in t.params:
         props[p.name] = _arg_schema(t, p, variant)
     required = ["type", *(n for n in t.required())]
-    if variant == "open":
-        required = ["type"]  # a required argument may come from a block parameter's default
     return {
         "type": "object",
         "title": t.name,

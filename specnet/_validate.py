@@ -120,6 +120,7 @@ class Checker:
         self.errors: list[ErrorItem] = list(doc.errors)
         self._seen: set[tuple[Path, str]] = set()
         self.blocks: dict[str, _Block] = {}
+        self.broken_blocks: set[str] = set()
         self.redirect: dict[Path, Path] = {}
         self.layer_count = 0
 
@@ -284,6 +285,8 @@ class Checker:
             return self.container(type_name, args, path, ctx)
         if type_name in self.blocks:
             return self.block_use(self.blocks[type_name], args, path, ctx)
+        if type_name in self.broken_blocks:
+            return None  # its definition's errors are reported already
         reg = layers()
         if type_name not in reg:
             self.error(
@@ -614,6 +617,8 @@ class Checker:
             params = self.block_params(definition.get("params", {}), (*bpath, "params"))
             if params is not None:
                 self.blocks[name] = _Block(name, params, definition["body"], bpath)
+            else:
+                self.broken_blocks.add(name)
         # Each body is checked once as written, with its parameters as placeholders.
         for block in self.blocks.values():
             refs = self._check_refs(block.body, (*block.path, "body"), set(block.params))
