@@ -5,6 +5,8 @@ validates it with every error located in the file, infers the shapes torch
 needs, and builds the ``nn.Module``.
 """
 
+import typing as _typing
+
 from ._api import build, load, summary, validate
 from ._errors import (
     ErrorItem,
@@ -17,9 +19,13 @@ from ._registry import register
 from ._spec import Spec, TensorSpec
 from ._trainspec import TrainSpec
 
+if _typing.TYPE_CHECKING:
+    from ._trainer import Callback, Trainer
+
 __version__ = "0.1.0"
 
 __all__ = [
+    "Callback",
     "ErrorItem",
     "Spec",
     "SpecError",
@@ -28,6 +34,7 @@ __all__ = [
     "SpecValidationError",
     "TensorSpec",
     "TrainSpec",
+    "Trainer",
     "__version__",
     "build",
     "load",
@@ -35,3 +42,20 @@ __all__ = [
     "summary",
     "validate",
 ]
+
+# The training names import torch; `import specnet` (and `specnet validate`) does not.
+_LAZY = {"Callback": "._trainer", "Trainer": "._trainer"}
+
+
+def __getattr__(name: str) -> _typing.Any:
+    if name in _LAZY:
+        from importlib import import_module
+
+        value = getattr(import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'specnet' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -7,9 +7,12 @@ Exit codes: 0 success, 1 the spec (or run) is invalid, 2 usage errors.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["main"]
 
@@ -98,6 +101,126 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _load(args: argparse.Namespace, file: str) -> Any:
+    """The spec ``file`` with ``--set`` applied; raises what _run_command reports."""
+    from ._overrides import load_with_overrides
+
+    if not Path(file).is_file():
+        raise _Usage(f"{file}: no such file")
+    return load_with_overrides(Path(file), args.set or [])
+
+
+class _Usage(Exception):
+    """A usage error: exit code 2."""
+
+
+def _run_command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a training command, turning its errors into messages and exit codes."""
+    from ._checkpoint import CheckpointError
+    from ._errors import SpecError
+    from ._overrides import OverrideError
+
+    try:
+        return command(args)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_INVALID
+    except (_Usage, OverrideError) as exc:
+        print(f"specnet {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CheckpointError, FloatingPointError) as exc:
+        print(f"specnet {args.command}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+
+
+def _train(args: argparse.Namespace) -> int:
+    file = args.file
+    if file is None:
+        if args.resume is None:
+            raise _Usage("give a spec FILE, or --resume DIR")
+        file = str(Path(args.resume) / "spec.yaml")
+    if args.resume is not None and args.out is not None and Path(args.out) != Path(args.resume):
+        raise _Usage("--resume DIR continues the run in DIR; leave out --out")
+    spec = _load(args, file)
+    from ._runs import default_run_dir, train_run
+
+    folder = Path(args.resume or args.out or default_run_dir(spec.name or Path(file).stem))
+    command = shlex.join(["specnet", *args.argv])
+    result = train_run(
+        spec,
+        folder,
+        resume=args.resume is not None,
+        checkpoint_every=args.checkpoint_every,
+        keep=args.keep,
+        log_every=args.log_every,
+        progress=not args.no_progress,
+        command=command,
+    )
+    seconds = time.perf_counter() - args.started
+    scores = "  ".join(
+        f"test {k} {100 * v:.2f}%" if "accuracy" in k else f"test {k} {v:.4g}"
+        for k, v in (result.test or {}).items()
+    )
+    print(f"{scores or 'no test split'}  wall time {seconds:.1f} s  run folder {result.folder}")
+    return EXIT_OK
+
+
+def _model_with_weights(args: argparse.Namespace) -> tuple[Any, Any]:
+    from ._api import build
+    from ._checkpoint import find_checkpoint, load_weights, model_hash
+    from ._trainer import Trainer, resolve_device
+
+    spec = _load(args, args.file)
+    device = resolve_device(spec.train.device if spec.train is not None else "auto")
+    model = build(spec, device=device)
+    load_weights(find_checkpoint(args.checkpoint), model, model_hash(spec.data))
+    return spec, Trainer.from_spec(spec, model=model, seed=None)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ._data import check_fits, load_dataset
+    from ._runs import summary_lines
+
+    spec, trainer = _model_with_weights(args)
+    t = spec.train
+    if t is None or t.data is None:
+        raise _Usage(f"{args.file} has no train.data to evaluate on")
+    data = load_dataset(t.data, args.split, input=spec.input, seed=t.seed, source=spec.source)
+    if data is None:
+        raise _Usage(f"{t.data.type} has no {args.split} split")
+    check_fits(data, f"{t.data.type} ({args.split} split)", spec.inputs, spec.source)
+    print(summary_lines(trainer.evaluate(data).items()))
+    return EXIT_OK
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import pickle
+
+    import torch
+
+    from ._checkpoint import atomic_write
+
+    spec, trainer = _model_with_weights(args)
+    try:
+        loaded = torch.load(args.input, weights_only=True, map_location="cpu")
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        raise _Usage(f"cannot read --input {args.input}: {exc}") from None
+    x = loaded.get("x") if isinstance(loaded, dict) else loaded
+    want = spec.input
+    if not isinstance(x, torch.Tensor):
+        raise _Usage(f"--input {args.input}: expected a tensor, or a mapping with a tensor 'x'")
+    if tuple(x.shape[1:]) != want.shape or x.dtype != getattr(torch, want.dtype):
+        raise _Usage(
+            f"--input {args.input}: samples of shape {list(x.shape[1:])} "
+            f"({str(x.dtype).removeprefix('torch.')}); the spec's input is "
+            f"{list(want.shape)} ({want.dtype})"
+        )
+    preds = trainer.predict(x)
+    atomic_write(args.output, lambda tmp: torch.save(preds, tmp))
+    print(f"wrote {args.output}: {list(preds.shape)}", file=sys.stderr)
+    return EXIT_OK
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="specnet",
@@ -134,10 +257,81 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=["python", "onnx"], default="python")
     e.add_argument("-o", "--output", help="output file (python: default stdout; onnx: FILE.onnx)")
     e.set_defaults(run=_export)
+
+    sets = argparse.ArgumentParser(add_help=False)
+    sets.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="change the spec before validation, e.g. train.epochs=3 (repeatable)",
+    )
+    t = sub.add_parser(
+        "train",
+        parents=[sets],
+        help="train a spec's model on its train.data into a run folder",
+        description="Train into a run folder: spec.yaml, metrics.csv, steps.csv, curves.png, "
+        "checkpoints/ and model.safetensors.",
+    )
+    t.add_argument(
+        "file", metavar="FILE", nargs="?", help="the spec (default with --resume: DIR/spec.yaml)"
+    )
+    t.add_argument("--out", metavar="DIR", help="run folder (default runs/<spec name>-<timestamp>)")
+    t.add_argument(
+        "--resume", metavar="DIR", help="continue the run in DIR from its newest checkpoint"
+    )
+    t.add_argument(
+        "--checkpoint-every",
+        type=int,
+        metavar="N",
+        help="also checkpoint every N optimizer steps (0: only at epoch ends; default 200, "
+        "or the resumed run's)",
+    )
+    t.add_argument("--keep", type=int, metavar="K", help="checkpoints kept (default 2)")
+    t.add_argument(
+        "--log-every",
+        type=int,
+        metavar="N",
+        help="write the training loss to steps.csv every N optimizer steps (default 50)",
+    )
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.set_defaults(run=lambda a: _run_command(_train, a))
+
+    ev = sub.add_parser(
+        "evaluate", parents=[sets], help="loss and metrics of saved weights on the spec's data"
+    )
+    ev.add_argument("file", metavar="FILE")
+    ev.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="PATH",
+        help="a .safetensors file, a checkpoint, or a run folder",
+    )
+    ev.add_argument("--split", choices=["test", "train"], default="test")
+    ev.set_defaults(run=lambda a: _run_command(_evaluate, a))
+
+    pr = sub.add_parser(
+        "predict", parents=[sets], help="run saved weights on inputs from a .pt file"
+    )
+    pr.add_argument("file", metavar="FILE")
+    pr.add_argument("--checkpoint", required=True, metavar="PATH")
+    pr.add_argument(
+        "--input",
+        required=True,
+        metavar="FILE",
+        help="a .pt file: a tensor [N, *input], or a mapping with one as 'x'",
+    )
+    pr.add_argument(
+        "--output", required=True, metavar="FILE", help="where to torch.save the outputs"
+    )
+    pr.set_defaults(run=lambda a: _run_command(_predict, a))
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    started = time.perf_counter()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
+    args.started = started
+    args.argv = argv
     code: int = args.run(args)
     return code

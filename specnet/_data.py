@@ -18,6 +18,7 @@ Relative paths (``root``, ``path``) are relative to the working directory, as in
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -35,6 +36,7 @@ __all__ = [
     "Split",
     "check_fits",
     "data_error",
+    "dataset_args",
     "embedding_size",
     "load_dataset",
     "model_output_shape",
@@ -53,7 +55,7 @@ def data_error(
     return SpecValidationError([item])
 
 
-def _args(component: Component) -> dict[str, Any]:
+def dataset_args(component: Component) -> dict[str, Any]:
     """The component's arguments with the registry's defaults for those left out."""
     t = datasets()[component.type]
     out = {p.name: p.default for p in t.params if not p.required}
@@ -96,7 +98,7 @@ def load_dataset(
     if component.type not in datasets():
         raise data_error(datasets().unknown(component.type), source, (*_DATA_PATH, "type"))
     request = _Request(
-        component.type, _args(component), split, input, output_shape, seed, int_high, source
+        component.type, dataset_args(component), split, input, output_shape, seed, int_high, source
     )
     return _LOADERS.get(component.type, _vision)(request)
 
@@ -182,7 +184,7 @@ def _tensor_file(r: _Request) -> Dataset[Any] | None:
     path = os.path.expanduser(r.args["path"])
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
-    except (OSError, RuntimeError, EOFError) as exc:  # the unpickler's refusals are RuntimeErrors
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise r.error(f"cannot read {path!r}: {exc}", "path") from None
     if not isinstance(data, Mapping):
         raise r.error(
@@ -218,6 +220,8 @@ def _describe(x: Any) -> str:
     if isinstance(x, torch.Tensor):
         dtype = str(x.dtype).removeprefix("torch.")
         return f"shape {list(x.shape)} ({dtype})"
+    if isinstance(x, (tuple, list)):
+        return f"a {type(x).__name__} of {len(x)}"
     return f"a {type(x).__module__}.{type(x).__name__}, not a tensor"
 
 

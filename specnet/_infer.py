@@ -81,7 +81,11 @@ class _Inference:
             explicit = (*node.path, "input") in self.spec.source.values
             if explicit:  # point at the graph node's `input:` list
                 raise self.fail(node, msg, at=(*node.path, "input"))
-            hint = " (several inputs need a Graph node with 'input: [a, b]')" if len(inputs) < lo else ""
+            hint = (
+                " (several inputs need a Graph node with 'input: [a, b]')"
+                if len(inputs) < lo
+                else ""
+            )
             raise self.fail(node, msg + hint)
         args = with_defaults(t, node.args)
         nested: list[tuple[str, Step]] = []

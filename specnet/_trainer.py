@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -221,6 +222,11 @@ class Trainer:
     positional or keyword arguments. ``fit`` and ``evaluate`` take a ``Dataset`` (batched by
     the trainer, shuffled with ``seed`` for training), a ``DataLoader`` or any iterable of
     batches; only a ``Dataset`` resumes mid-epoch in the same order.
+
+    ``callbacks`` are objects with any of the methods in :data:`HOOKS` (see :class:`Callback`
+    and this module's docstring for the order); :meth:`on` adds plain functions.
+    :meth:`state_dict` and :meth:`load_state_dict` save and restore everything but the
+    weights (see ``specnet._checkpoint``), random states and the data order included.
     """
 
     def __init__(
@@ -363,10 +369,13 @@ class Trainer:
             return value(self.optimizer)
         c = _component(value)
         args = dict(c.args)
-        if c.type == "OneCycleLR" and args.get("total_steps") is None and "epochs" not in args:
-            if steps_per_epoch is None:
+        if c.type == "OneCycleLR" and args.get("total_steps") is None:
+            if args.get("epochs") is None:
+                args["total_steps"] = self.epochs * steps_per_epoch if steps_per_epoch else None
+            elif args.get("steps_per_epoch") is None:
+                args["steps_per_epoch"] = steps_per_epoch
+            if args.get("total_steps") is None and args.get("steps_per_epoch") is None:
                 raise ValueError("OneCycleLR needs total_steps when the data has no length")
-            args["total_steps"] = self.epochs * steps_per_epoch
         return _lookup(schedulers(), c)(self.optimizer, **args)
 
     def on(self, hook: str, fn: _Hook) -> _Hook:
@@ -460,10 +469,16 @@ class Trainer:
         self._loss_acc.zero_()
         self._acc_batches = 0
         if not math.isfinite(total):
-            first = self.step - math.ceil(n / self.grad_accum_steps) + 1
+            first = max(self.step - math.ceil(n / self.grad_accum_steps) + 1, 1)
+            last = max(self.step, 1)
+            steps = (
+                f"at optimizer step {last}"
+                if first >= last
+                else f"between optimizer steps {first} and {last}"
+            )
             raise FloatingPointError(
                 f"the training loss is {total} (not finite) in epoch {self.epoch + 1}, "
-                f"between optimizer steps {max(first, 1)} and {max(self.step, 1)}; training stopped"
+                f"{steps}; training stopped"
             )
         self._epoch_sum += total
         self._epoch_batches += n
@@ -505,9 +520,12 @@ class Trainer:
             if self.scheduler is None:
                 raise ValueError("the saved state has a schedule but this trainer has none")
             self.scheduler.load_state_dict(self._pending.pop("scheduler"))
-        if not self._started and self.seed is not None and "rng" not in self._pending:
-            seed_everything(self.seed)
-            self._generator.manual_seed(self.seed)
+        if not self._started and "rng" not in self._pending:
+            if self.seed is not None:
+                seed_everything(self.seed)
+                self._generator.manual_seed(self.seed)
+            else:  # the caller's random state decides the order
+                self._generator.manual_seed(int(torch.randint(2**62, ()).item()))
         self._started = True
         rng = self._pending.pop("rng", None)
         if rng is not None:
@@ -537,6 +555,8 @@ class Trainer:
             torch.is_deterministic_algorithms_warn_only_enabled(),
             torch.backends.cudnn.benchmark,
         )
+        if self.device.type == "cuda":  # cuBLAS reads it when its first handle is made
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         try:
@@ -554,8 +574,12 @@ class Trainer:
             assert self._epoch_rng is not None
             self._generator.set_state(self._epoch_rng)
             sampler = getattr(loader, "sampler", None)
-            if isinstance(sampler, _ResumableSampler):
-                sampler.skip = self.batch_in_epoch * self.batch_size
+            if not isinstance(sampler, _ResumableSampler):
+                raise ValueError(
+                    "resuming part-way through an epoch needs the training data as a Dataset "
+                    "(batched by the trainer), not a DataLoader or other iterable"
+                )
+            sampler.skip = self.batch_in_epoch * self.batch_size
         for hook in self._hooks("on_epoch_start"):
             hook(self, self.epoch)
         batch_end = self._hooks("on_batch_end")

@@ -1,0 +1,384 @@
+"""Run folders: the resolved spec, the metrics as CSV, curves and a progress bar.
+
+::
+
+    runs/<spec name>-<timestamp>/
+        spec.yaml          the spec as trained (with --set applied)
+        metrics.csv        one row per epoch: epoch, step, train_loss, val_loss, val_<metric>, lr, seconds
+        steps.csv          one row every log_every optimizer steps: epoch, step, train_loss, lr
+        curves.png         loss and metric curves
+        checkpoints/       see specnet._checkpoint
+        model.safetensors  the final weights
+
+The CSV files are rewritten from the trainer's history when a run resumes, so a step is never
+counted twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import math
+import os
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import Dataset
+
+from ._api import build
+from ._checkpoint import (
+    Checkpointer,
+    CheckpointError,
+    atomic_write,
+    clear_checkpoints,
+    latest_checkpoint,
+    load_options,
+    model_hash,
+    save_weights,
+)
+from ._data import (
+    check_fits,
+    data_error,
+    dataset_args,
+    embedding_size,
+    load_dataset,
+    model_output_shape,
+)
+from ._spec import Spec
+from ._trainer import Callback, Trainer, resolve_device, seed_everything
+
+__all__ = [
+    "Progress",
+    "RunLog",
+    "RunResult",
+    "default_run_dir",
+    "epoch_line",
+    "plot_curves",
+    "train_run",
+    "write_csv",
+    "write_spec",
+]
+
+
+def default_run_dir(name: str | None, root: str | os.PathLike[str] = "runs") -> Path:
+    """``runs/<name>-<YYYYmmdd-HHMMSS>``, with a suffix if that folder exists."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{name or 'run'}-{stamp}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+def write_spec(path: str | os.PathLike[str], data: Mapping[str, Any], header: str = "") -> None:
+    """The spec as YAML (``data`` as validated, e.g. with overrides applied)."""
+    text = "".join(f"# {line}\n" for line in header.splitlines())
+    text += yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True, width=100)
+    atomic_write(path, lambda tmp: tmp.write_text(text, "utf-8"))
+
+
+def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    cols: list[str] = []
+    for row in rows:
+        cols.extend(k for k in row if k not in cols)
+    return cols
+
+
+def _csv_text(
+    rows: Sequence[Mapping[str, Any]], fields: Sequence[str] | None = None, *, header: bool = True
+) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields or _columns(rows), lineterminator="\n")
+    if header:
+        writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(v) for k, v in row.items()})
+    return buf.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    return f"{value:.6g}" if isinstance(value, float) else value
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rewrite a CSV file with ``rows`` (atomically); columns in order of appearance."""
+    text = _csv_text(rows)
+    atomic_write(path, lambda tmp: tmp.write_text(text, "utf-8"))
+
+
+def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
+    """Loss curves (train and validation) and one panel per validation metric, per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    metrics = [k for k in _columns(history) if k.startswith("val_") and k != "val_loss"]
+    fig = Figure(figsize=(5 * (1 + len(metrics)), 3.6), layout="constrained")
+    axes = fig.subplots(1, 1 + len(metrics), squeeze=False)[0]
+    epochs = [r["epoch"] for r in history]
+    for key in ("train_loss", "val_loss"):
+        values = [r.get(key, math.nan) for r in history]
+        if any(math.isfinite(v) for v in values):
+            axes[0].plot(epochs, values, marker="o", label=key.replace("_", " "))
+    axes[0].set(title="loss", xlabel="epoch")
+    axes[0].legend()
+    for ax, key in zip(axes[1:], metrics, strict=True):
+        ax.plot(epochs, [r.get(key, math.nan) for r in history], marker="o")
+        ax.set(title=key.replace("_", " "), xlabel="epoch")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+
+
+STEP_FIELDS = ("epoch", "step", "train_loss", "lr")
+
+
+class RunLog(Callback):
+    """Keeps ``metrics.csv``, ``steps.csv`` and ``curves.png`` of a run folder current."""
+
+    def __init__(self, folder: str | os.PathLike[str]) -> None:
+        self.folder = Path(folder)
+        self._steps: io.TextIOWrapper | None = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        # Both files are rewritten from the trainer's state, so after a resume the rows
+        # written past its checkpoint are gone.
+        write_csv(self.folder / "metrics.csv", trainer.history)
+        path = self.folder / "steps.csv"
+        text = _csv_text(trainer.log, STEP_FIELDS)
+        atomic_write(path, lambda tmp: tmp.write_text(text, "utf-8"))
+        self.close()
+        self._steps = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - kept open
+
+    def on_log(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        if self._steps is not None:
+            self._steps.write(_csv_text([row], STEP_FIELDS, header=False))
+            self._steps.flush()
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        write_csv(self.folder / "metrics.csv", trainer.history)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
+        self.finish(trainer)
+
+    def finish(self, trainer: Trainer) -> None:
+        """Close the step log and draw the curves (also after training stopped early)."""
+        self.close()
+        if trainer.history:
+            plot_curves(trainer.history, self.folder / "curves.png")
+
+    def close(self) -> None:
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
+
+
+def _fmt(key: str, value: Any) -> str:
+    if isinstance(value, float):
+        if "accuracy" in key:
+            return f"{key} {100 * value:.2f}%"
+        return f"{key} {value:.4g}"
+    return f"{key} {value}"
+
+
+def epoch_line(row: Mapping[str, Any], epochs: int) -> str:
+    """``epoch 3/10  train_loss 0.123  val_loss 0.1  val_accuracy 97.50%  lr 0.001  (1.2 s)``."""
+    parts = [f"epoch {row['epoch']}/{epochs}"]
+    parts += [_fmt(k, v) for k, v in row.items() if k not in ("epoch", "step", "seconds")]
+    return "  ".join(parts) + f"  ({row.get('seconds', 0.0):.1f} s)"
+
+
+class Progress(Callback):
+    """A tqdm progress bar per epoch, with the latest training loss; a line per epoch."""
+
+    def __init__(self, *, enabled: bool = True, file: Any = None) -> None:
+        self.enabled = enabled
+        self.file = file if file is not None else sys.stderr
+        self._bar: Any = None
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        self._bar = tqdm(
+            total=trainer.batches_per_epoch,
+            initial=trainer.batch_in_epoch,
+            desc=f"epoch {epoch + 1}/{trainer.epochs}",
+            unit="batch",
+            leave=False,
+            file=self.file,
+            dynamic_ncols=True,
+            disable=None,  # off when the output is not a terminal
+        )
+
+    def on_batch_end(self, trainer: Trainer, loss: torch.Tensor) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def on_log(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{row['train_loss']:.4g}", refresh=False)
+
+    def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        self.close()
+        print(epoch_line(row, trainer.epochs), file=self.file, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def summary_lines(items: Iterable[tuple[str, Any]]) -> str:
+    return "  ".join(_fmt(k, v) for k, v in items)
+
+
+@dataclass
+class RunResult:
+    """What :func:`train_run` did."""
+
+    folder: Path
+    trainer: Trainer
+    test: dict[str, float] | None
+    """The test split's loss and metrics after the last epoch (None without a test split)."""
+
+
+def _data_for(spec: Spec, model: nn.Module) -> tuple[Dataset[Any], Dataset[Any] | None]:
+    t = spec.train
+    if t is None or t.data is None:
+        raise data_error(
+            "nothing to train on: add 'train: {data: ...}' (e.g. data: Digits)",
+            spec.source,
+            ("train",) if t is not None else (),
+        )
+    if len(spec.inputs) != 1:
+        raise data_error(
+            f"the built-in data sets give one input, but this model takes {len(spec.inputs)}",
+            spec.source,
+        )
+    tensor_spec = spec.input
+    out_shape: tuple[int, ...] = ()
+    if t.data.type == "Synthetic":
+        out_shape = model_output_shape(model, tensor_spec)
+        classes = dataset_args(t.data)["classes"]
+        if classes is not None and (not out_shape or out_shape[0] < classes):
+            raise data_error(
+                f"Synthetic: {classes} classes, but the model's output per sample is "
+                f"{list(out_shape)}, not [{classes}] class scores; set 'classes' "
+                "(null for regression targets shaped like the output)",
+                spec.source,
+            )
+    kwargs: dict[str, Any] = {
+        "input": tensor_spec,
+        "output_shape": out_shape,
+        "seed": t.seed,
+        "int_high": embedding_size(model),
+        "source": spec.source,
+    }
+    train = load_dataset(t.data, "train", **kwargs)
+    test = load_dataset(t.data, "test", **kwargs)
+    if train is None:
+        raise data_error(f"{t.data.type} has no training data", spec.source)
+    check_fits(train, f"{t.data.type} (train split)", spec.inputs, spec.source)
+    if test is not None:
+        check_fits(test, f"{t.data.type} (test split)", spec.inputs, spec.source)
+    return train, test
+
+
+RUN_FILES = ("spec.yaml", "metrics.csv", "steps.csv", "curves.png", "model.safetensors")
+
+
+def _clear(folder: Path) -> None:
+    """Remove a previous run's files from ``folder`` (a fresh run there replaces it)."""
+    for name in RUN_FILES:
+        (folder / name).unlink(missing_ok=True)
+    clear_checkpoints(folder / "checkpoints")
+
+
+RUN_DEFAULTS: dict[str, int] = {"checkpoint_every": 200, "keep": 2, "log_every": 50}
+"""Run settings when neither the command line nor a resumed run's checkpoint gives them."""
+
+
+def train_run(
+    spec: Spec,
+    folder: str | os.PathLike[str],
+    *,
+    resume: bool = False,
+    checkpoint_every: int | None = None,
+    keep: int | None = None,
+    log_every: int | None = None,
+    progress: bool = True,
+    command: str = "",
+) -> RunResult:
+    """Train ``spec`` into a run folder (see the module's docstring), or resume the run there.
+
+    The data is loaded and checked against the spec's input before the first step. A loss
+    that is not finite stops the run with :class:`FloatingPointError`; the checkpoints written
+    before it stay. Resuming continues from the newest checkpoint to the same weights an
+    uninterrupted run reaches, with the run's settings (``checkpoint_every``, ``keep``,
+    ``log_every``) unless given again; ``0`` turns step checkpoints or step logs off.
+    """
+    out = Path(folder)
+    options = dict(RUN_DEFAULTS)
+    found = latest_checkpoint(out / "checkpoints") if resume else None
+    if resume:
+        if found is None:
+            raise CheckpointError(f"nothing to resume: no checkpoint in {out / 'checkpoints'}")
+        options.update(load_options(found.state))
+    given = {"checkpoint_every": checkpoint_every, "keep": keep, "log_every": log_every}
+    options.update({k: v for k, v in given.items() if v is not None})
+
+    t = spec.train
+    seed_everything(t.seed if t is not None else 0)
+    model = build(spec, device=resolve_device(t.device if t is not None else "auto"))
+    train, test = _data_for(spec, model)
+    digest = model_hash(spec.data)
+    checkpointer = Checkpointer(
+        out / "checkpoints",
+        model_hash=digest,
+        every=options["checkpoint_every"],
+        keep=options["keep"],
+        options=options,
+    )
+    bar = Progress(enabled=progress)
+    log = RunLog(out)
+    trainer = Trainer.from_spec(
+        spec, model=model, callbacks=[bar, log, checkpointer], log_every=options["log_every"]
+    )
+    if resume:
+        checkpointer.resume(trainer)
+    else:
+        _clear(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_spec(
+        out / "spec.yaml", spec.data, header=f"Resolved spec of this run.\n{command}".strip()
+    )
+    try:
+        trainer.fit(train, test)
+    except FloatingPointError as exc:
+        bar.close()
+        log.finish(trainer)
+        last = checkpointer.last
+        kept = (
+            f"the last good checkpoint is {last.weights}" if last else "no checkpoint was written"
+        )
+        raise FloatingPointError(f"{exc}; {kept}") from None
+    finally:
+        bar.close()
+        log.close()
+    save_weights(out / "model.safetensors", model, digest)
+    final = trainer.history[-1] if trainer.history else {}
+    results = {k.removeprefix("val_"): v for k, v in final.items() if k.startswith("val_")}
+    if test is not None and not results:
+        results = trainer.evaluate(test)
+    return RunResult(out, trainer, results or None)

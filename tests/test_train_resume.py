@@ -1,0 +1,218 @@
+"""Checkpoints: resuming after kill -9 reaches the same weights; writes are atomic."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from specnet import _checkpoint
+from specnet._checkpoint import (
+    CheckpointError,
+    latest_checkpoint,
+    load_state,
+    save_checkpoint,
+)
+from specnet._cli import main
+
+# Digits with dropout (so the random state matters), 23 batches per epoch, 3 epochs.
+SPEC = """\
+name: tiny
+input: [1, 8, 8]
+model:
+  type: Sequential
+  layers:
+    flatten: Flatten
+    fc1: {type: Linear, out_features: 32}
+    relu: ReLU
+    drop: {type: Dropout, p: 0.2}
+    fc2: {type: Linear, out_features: 10}
+train:
+  data: Digits
+  batch_size: 64
+  epochs: 3
+  optimizer: {type: SGD, lr: 0.05, momentum: 0.9}
+  schedule: {type: StepLR, step_size: 1, gamma: 0.5}
+  metrics: [accuracy]
+"""
+
+# Runs `specnet train` in a child process that SIGKILLs itself once `when` is true.
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from specnet import _checkpoint
+    from specnet._cli import main
+
+    kill_step, where = int(sys.argv[1]), sys.argv[2]
+    if where == "batch":
+        original = _checkpoint.Checkpointer.on_batch_end
+
+        def on_batch_end(self, trainer, loss):
+            original(self, trainer, loss)
+            if trainer.step == kill_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+        _checkpoint.Checkpointer.on_batch_end = on_batch_end
+    else:  # die inside the rename that would complete the checkpoint of kill_step
+        replace = os.replace
+
+        def dying_replace(src, dst):
+            if str(dst).endswith(f"step-{kill_step:06d}.pt"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            replace(src, dst)
+
+        _checkpoint.os.replace = dying_replace
+    sys.exit(main(sys.argv[3:]))
+    """
+)
+
+
+def _weights(folder: Path) -> dict[str, torch.Tensor]:
+    return load_file(folder / "model.safetensors")
+
+
+def _steps(path: Path) -> list[int]:
+    with open(path, newline="") as f:
+        return [int(row["step"]) for row in csv.DictReader(f)]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The spec and an uninterrupted run of it."""
+    root = tmp_path_factory.mktemp("ref")
+    spec = root / "tiny.yaml"
+    spec.write_text(SPEC)
+    out = root / "run"
+    assert (
+        main(
+            [
+                "train",
+                str(spec),
+                "--out",
+                str(out),
+                "--checkpoint-every",
+                "5",
+                "--log-every",
+                "4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    return spec, out
+
+
+@pytest.mark.parametrize(
+    ("kill_step", "where"),
+    [(33, "batch"), (30, "write")],
+    ids=["mid-epoch", "during-checkpoint-write"],
+)
+def test_resume_after_kill_reaches_the_same_weights(
+    reference: tuple[Path, Path], tmp_path: Path, kill_step: int, where: str
+) -> None:
+    spec, ref = reference
+    out = tmp_path / "run"
+    args = ["train", str(spec), "--out", str(out), "--checkpoint-every", "5", "--log-every", "4"]
+    child = subprocess.run(
+        [sys.executable, "-c", KILLER, str(kill_step), where, *args, "--no-progress"],
+        capture_output=True,
+        text=True,
+    )
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert not (out / "model.safetensors").exists()
+    last = latest_checkpoint(out / "checkpoints")
+    assert last is not None
+    # Killed in epoch 2 (23 batches per epoch), after the checkpoint of step 30 or before it.
+    assert last.step == (30 if where == "batch" else 25)
+    state = load_state(last.state)
+    assert 0 < state["batch_in_epoch"] < 23  # a mid-epoch checkpoint
+    leftovers = [p.name for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]
+    assert where == "batch" or leftovers  # the torn write left only a temporary file
+
+    assert main([*args[:1], "--resume", str(out), "--no-progress"]) == 0
+
+    ref_w, got_w = _weights(ref), _weights(out)
+    assert ref_w.keys() == got_w.keys()
+    for k in ref_w:
+        assert torch.equal(ref_w[k], got_w[k]), k
+    for name in ("metrics.csv", "steps.csv"):
+        steps = _steps(out / name)
+        assert steps == sorted(set(steps)), f"{name} counts a step twice: {steps}"
+        assert steps == _steps(ref / name)
+    assert (out / "curves.png").stat().st_size > 0
+
+
+def test_atomic_write_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = torch.nn.Linear(3, 2)
+    state = {"step": 1, "note": "first"}
+    save_checkpoint(tmp_path, model, state, "abc")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def failing_replace(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(tmp_path, model, {"step": 1, "note": "second"}, "abc")
+    monkeypatch.undo()
+
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step-000001.pt",
+        "step-000001.safetensors",
+    ]
+    assert load_state(tmp_path / "step-000001.pt", "abc") == state
+    restored = torch.nn.Linear(3, 2)
+    _checkpoint.load_weights(tmp_path / "step-000001.safetensors", restored, "abc")
+    for k, v in before.items():
+        assert torch.equal(restored.state_dict()[k], v)
+
+
+def test_old_checkpoints_are_pruned_and_states_load_weights_only(tmp_path: Path) -> None:
+    model = torch.nn.Linear(2, 2)
+    for step in (5, 10, 15):
+        save_checkpoint(tmp_path, model, {"step": step, "t": torch.ones(2)}, None, keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step-000010.pt",
+        "step-000010.safetensors",
+        "step-000015.pt",
+        "step-000015.safetensors",
+    ]
+    # A state file holding an arbitrary object is refused by weights_only loading.
+    bad = tmp_path / "step-000020.pt"
+    torch.save({"format": 1, "trainer": {"x": os.stat_result((0,) * 10)}}, bad)
+    (tmp_path / "step-000020.safetensors").write_bytes(
+        (tmp_path / "step-000015.safetensors").read_bytes()
+    )
+    with pytest.raises(CheckpointError, match="cannot read"):
+        load_state(bad)
+
+
+def test_checkpoint_of_another_spec_is_refused(
+    reference: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, ref = reference
+    other = tmp_path / "other.yaml"
+    other.write_text(SPEC.replace("out_features: 32", "out_features: 16"))
+    assert main(["evaluate", str(other), "--checkpoint", str(ref)]) == 1
+    err = capsys.readouterr().err
+    assert "another model" in err and "model.safetensors" in err
+    # Resuming a run with another spec is refused too, before any training.
+    assert main(["train", str(other), "--resume", str(ref), "--no-progress"]) == 1
+    assert "another model" in capsys.readouterr().err
+    # The train section may differ: evaluating with other training settings is fine.
+    same_model = tmp_path / "same.yaml"
+    same_model.write_text(SPEC.replace("epochs: 3", "epochs: 7"))
+    assert main(["evaluate", str(same_model), "--checkpoint", str(ref)]) == 0
+    assert "accuracy" in capsys.readouterr().out
