@@ -256,6 +256,13 @@ def test_several_inputs() -> None:
 def test_meta_device_and_dtype() -> None:
     model = specnet.build(ROOT / "examples" / "lenet.yaml", device="meta")
     assert all(p.device.type == "meta" for p in model.parameters())
+    # A checkpoint loads straight into the meta-built model, initialised once.
+    trained = LeNet().state_dict()
+    model.load_state_dict(trained, assign=True)
+    x = torch.randn(2, 1, 32, 32)
+    hand = LeNet()
+    hand.load_state_dict(trained)
+    torch.testing.assert_close(model(x), hand(x))
     model = specnet.build(ROOT / "examples" / "lenet.yaml", dtype="bfloat16")
     assert all(p.dtype == torch.bfloat16 for p in model.parameters())
 
