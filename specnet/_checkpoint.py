@@ -272,8 +272,11 @@ class Checkpointer(Callback):
         self.keep = keep
         self.last: Checkpoint | None = None
 
-    def save(self, trainer: Trainer) -> Checkpoint:
+    def save(self, trainer: Trainer) -> Checkpoint | None:
+        """Save a checkpoint (in several processes: all gather the state, rank 0 writes)."""
         state = trainer.state_dict()  # raises first if the loss went non-finite
+        if trainer.rank != 0:
+            return None
         self.last = save_checkpoint(
             self.folder, trainer.model, state, self.model_hash, keep=self.keep, options=self.options
         )
@@ -297,6 +300,14 @@ class Checkpointer(Callback):
         if found is None:
             return None
         state = load_state(found.state, self.model_hash)
+        saved = int(state.get("world_size", 1))
+        if saved != trainer.world_size:
+            raise CheckpointError(
+                f"{found.state} was written by a run of {saved} process(es); this one has "
+                f"{trainer.world_size}. Resume with the same number: specnet train --resume "
+                f"{self.folder.parent} --nproc {saved} (or torchrun --nproc-per-node {saved} "
+                "-m specnet train ...); each process's random state is part of the run"
+            )
         load_weights(found.weights, trainer.model, self.model_hash)
         trainer.load_state_dict(state)
         self.last = found

@@ -142,20 +142,41 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None and args.out is not None and Path(args.out) != Path(args.resume):
         raise _Usage("--resume DIR continues the run in DIR; leave out --out")
     spec = _load(args, file)
+    from . import _distributed
     from ._runs import default_run_dir, train_run
+    from ._trainer import resolve_device
 
-    folder = Path(args.resume or args.out or default_run_dir(spec.name or Path(file).stem))
-    command = shlex.join(["specnet", *args.argv])
-    result = train_run(
-        spec,
-        folder,
-        resume=args.resume is not None,
-        checkpoint_every=args.checkpoint_every,
-        keep=args.keep,
-        log_every=args.log_every,
-        progress=not args.no_progress,
-        command=command,
-    )
+    if args.nproc is not None and args.nproc < 1:
+        raise _Usage(f"--nproc must be at least 1, got {args.nproc}")
+    if args.nproc is not None and args.nproc > 1:
+        if _distributed.launched():
+            raise _Usage("--nproc starts torchrun itself; leave it out under torchrun")
+        folder = Path(args.resume or args.out or default_run_dir(spec.name or Path(file).stem))
+        return _launch(args, folder)
+
+    t = spec.train
+    _distributed.setup(resolve_device(t.device if t is not None else "auto"))
+    try:
+        main = _distributed.rank() == 0
+        if args.resume or args.out:
+            folder = Path(args.resume or args.out)
+        else:  # rank 0 names the folder for all
+            name = default_run_dir(spec.name or Path(file).stem) if main else None
+            folder = Path(_distributed.broadcast_object(name))
+        result = train_run(
+            spec,
+            folder,
+            resume=args.resume is not None,
+            checkpoint_every=args.checkpoint_every,
+            keep=args.keep,
+            log_every=args.log_every,
+            progress=not args.no_progress,
+            command=shlex.join(["specnet", *args.argv]),
+        )
+    finally:
+        _distributed.shutdown()
+    if not main:
+        return EXIT_OK
     seconds = time.perf_counter() - args.started
     scores = "  ".join(
         f"test {k} {100 * v:.2f}%" if "accuracy" in k else f"test {k} {v:.4g}"
@@ -163,6 +184,44 @@ def _train(args: argparse.Namespace) -> int:
     )
     print(f"{scores or 'no test split'}  wall time {seconds:.1f} s  run folder {result.folder}")
     return EXIT_OK
+
+
+def _launch(args: argparse.Namespace, folder: Path) -> int:
+    """``specnet train --nproc N``: the same command in N processes, through torchrun."""
+    import os
+    import subprocess
+
+    from ._checkpoint import CheckpointError, latest_checkpoint, load_state
+
+    n = int(args.nproc)
+    if args.resume is not None:  # refuse a different world size before starting N processes
+        found = latest_checkpoint(folder / "checkpoints")
+        if found is None:
+            raise CheckpointError(f"nothing to resume: no checkpoint in {folder / 'checkpoints'}")
+        saved = int(load_state(found.state).get("world_size", 1))
+        if saved != n:
+            raise CheckpointError(
+                f"{found.state} was written by a run of {saved} process(es); resume it with "
+                f"--nproc {saved}: each process's random state is part of the run"
+            )
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += [f"--nproc-per-node={n}", "-m", "specnet", "train"]
+    if args.file is not None:
+        command.append(args.file)
+    command += ["--resume" if args.resume is not None else "--out", str(folder)]
+    for item in args.set or []:
+        command += ["--set", item]
+    for option in ("checkpoint_every", "keep", "log_every"):
+        value = getattr(args, option)
+        if value is not None:
+            command += [f"--{option.replace('_', '-')}", str(value)]
+    if args.no_progress:
+        command.append("--no-progress")
+    env = dict(os.environ)
+    # torchrun would set 1 thread per process; share the cores instead.
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    code = subprocess.call(command, env=env)
+    return EXIT_OK if code == 0 else EXIT_INVALID
 
 
 def _model_with_weights(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -294,6 +353,13 @@ def parser() -> argparse.ArgumentParser:
         help="write the training loss to steps.csv every N optimizer steps (default 50)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--nproc",
+        type=int,
+        metavar="N",
+        help="train in N processes with DistributedDataParallel (runs torchrun --standalone "
+        "--nproc-per-node N -m specnet train ...): one per GPU, or gloo on the CPU",
+    )
     t.set_defaults(run=lambda a: _run_command(_train, a))
 
     ev = sub.add_parser(

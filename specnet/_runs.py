@@ -32,6 +32,7 @@ import yaml
 from torch import nn
 from torch.utils.data import Dataset
 
+from . import _distributed
 from ._api import build
 from ._checkpoint import (
     Checkpointer,
@@ -339,9 +340,16 @@ def train_run(
     options.update({k: v for k, v in given.items() if v is not None})
 
     t = spec.train
+    device = _distributed.setup(resolve_device(t.device if t is not None else "auto"))
+    main = _distributed.rank() == 0
     seed_everything(t.seed if t is not None else 0)
-    model = build(spec, device=resolve_device(t.device if t is not None else "auto"))
-    train, test = _data_for(spec, model)
+    model = build(spec, device=device)
+    # Rank 0 first: it downloads a missing data set, then the others read it.
+    if main:
+        train, test = _data_for(spec, model)
+    _distributed.barrier()
+    if not main:
+        train, test = _data_for(spec, model)
     digest = model_hash(spec.data)
     checkpointer = Checkpointer(
         out / "checkpoints",
@@ -350,24 +358,31 @@ def train_run(
         keep=options["keep"],
         options=options,
     )
-    bar = Progress(enabled=progress)
+    # In several processes, rank 0 alone shows progress and writes the run folder.
+    bar = Progress(enabled=progress and main)
     log = RunLog(out)
     trainer = Trainer.from_spec(
-        spec, model=model, callbacks=[bar, log, checkpointer], log_every=options["log_every"]
+        spec,
+        model=model,
+        device=device,
+        callbacks=[bar, log, checkpointer] if main else [checkpointer],
+        log_every=options["log_every"],
     )
     if resume:
         checkpointer.resume(trainer)
-    else:
+    elif main:
         _clear(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_spec(
-        out / "spec.yaml", spec.data, header=f"Resolved spec of this run.\n{command}".strip()
-    )
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        write_spec(
+            out / "spec.yaml", spec.data, header=f"Resolved spec of this run.\n{command}".strip()
+        )
     try:
         trainer.fit(train, test)
     except FloatingPointError as exc:
         bar.close()
-        log.finish(trainer)
+        if main:
+            log.finish(trainer)
         last = checkpointer.last
         kept = (
             f"the last good checkpoint is {last.weights}" if last else "no checkpoint was written"
@@ -376,7 +391,8 @@ def train_run(
     finally:
         bar.close()
         log.close()
-    save_weights(out / "model.safetensors", model, digest)
+    if main:
+        save_weights(out / "model.safetensors", model, digest)
     final = trainer.history[-1] if trainer.history else {}
     results = {k.removeprefix("val_"): v for k, v in final.items() if k.startswith("val_")}
     if test is not None and not results:

@@ -37,8 +37,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
+from . import _distributed
 from ._registry import losses, optimizers, schedulers
 from ._spec import TensorSpec
 from ._trainspec import Component, TrainSpec
@@ -142,29 +144,42 @@ def build_loss(value: LossLike, device: torch.device) -> Callable[..., torch.Ten
     return loss.to(device)
 
 
-class _ResumableSampler(Sampler[int]):
-    """Random (or sequential) order from a generator, able to start part-way into an epoch.
+class _DeviceBatches:
+    """A data set held whole on the training device, batched by indexing there.
 
-    The trainer saves the generator's state at the start of each epoch; restoring it and
-    setting :attr:`skip` to the samples already seen reproduces the rest of that epoch's order.
+    For small data sets on a GPU: one copy at the start instead of one per batch. The samples
+    are read (and transformed) once.
     """
 
-    def __init__(self, n: int, generator: torch.Generator, shuffle: bool) -> None:
-        self.n = n
-        self.generator = generator
-        self.shuffle = shuffle
-        self.skip = 0
-
-    def __iter__(self) -> Iterator[int]:
-        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else None
-        skip, self.skip = self.skip, 0
-        if order is None:
-            yield from range(skip, self.n)
+    def __init__(self, data: Dataset[Any], order: _distributed.BatchOrder, device: torch.device):
+        self.batch_sampler = order
+        if isinstance(data, TensorDataset):
+            columns: Any = data.tensors
         else:
-            yield from order[skip:].tolist()
+            columns = default_collate([data[i] for i in range(order.n)])
+        self.columns = _move(columns, device)
+        self.device = device
+
+    def __iter__(self) -> Iterator[Any]:
+        for indices in self.batch_sampler:
+            index = torch.tensor(indices, device=self.device)
+            yield _take(self.columns, index)
 
     def __len__(self) -> int:
-        return self.n
+        return len(self.batch_sampler)
+
+
+def _take(value: Any, index: torch.Tensor) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value[index]
+    if isinstance(value, (list, tuple)):
+        return type(value)(_take(v, index) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _take(v, index) for k, v in value.items()}
+    raise TypeError(f"cannot keep {type(value).__name__} samples on the device")
+
+
+_NO_SYNC = contextlib.nullcontext()
 
 
 def _rng_state() -> dict[str, Any]:
@@ -227,6 +242,12 @@ class Trainer:
     and this module's docstring for the order); :meth:`on` adds plain functions.
     :meth:`state_dict` and :meth:`load_state_dict` save and restore everything but the
     weights (see ``specnet._checkpoint``), random states and the data order included.
+
+    Started by torchrun (``WORLD_SIZE`` > 1), the trainer joins the process group, trains
+    through ``DistributedDataParallel`` with ``batch_size`` as the global batch (see
+    ``specnet._distributed``), reduces losses and metrics across the processes, and gathers
+    every process's random state into :meth:`state_dict`. Callbacks run in every process;
+    :attr:`rank` tells them apart.
     """
 
     def __init__(
@@ -249,6 +270,7 @@ class Trainer:
         log_every: int = 50,
         num_workers: int = 0,
         deterministic: bool = True,
+        data_on_device: bool = False,
         inputs: Mapping[str, TensorSpec] | None = None,
         source: SourceMap | None = None,
     ) -> None:
@@ -262,7 +284,16 @@ class Trainer:
             raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
         if precision not in ("fp32", "bf16", "fp16"):
             raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-        self.device = resolve_device(device)
+        self.device = _distributed.setup(resolve_device(device))
+        self.rank = _distributed.rank()
+        """This process's rank among :attr:`world_size` (0 in a single process)."""
+        self.world_size = _distributed.world_size()
+        """The number of processes training together (1 unless launched by torchrun)."""
+        if batch_size < self.world_size:
+            raise ValueError(
+                f"batch_size is the global batch, shared by the {self.world_size} processes; "
+                f"it must be at least {self.world_size}, got {batch_size}"
+            )
         self.model = model.to(self.device)
         self.epochs = epochs
         self.batch_size = batch_size
@@ -274,6 +305,7 @@ class Trainer:
         self.log_every = log_every
         self.num_workers = num_workers
         self.deterministic = deterministic
+        self.data_on_device = data_on_device
         self.inputs = dict(inputs) if inputs is not None else None
         self.source = source
         self.callbacks: list[object] = list(callbacks)
@@ -286,7 +318,16 @@ class Trainer:
         self._schedule_spec = schedule
         self.scheduler: Any = None
         self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
-        self._forward: Callable[..., Any] = torch.compile(model) if compile else model
+        # The model as called: compiled, and wrapped in DistributedDataParallel for training
+        # in several processes (evaluation calls the plain module: no collective calls).
+        self._eval_forward: Callable[..., Any] = torch.compile(model) if compile else model
+        self._ddp: DistributedDataParallel | None = None
+        self._forward = self._eval_forward
+        if self.world_size > 1:
+            cuda = self.device.type == "cuda"
+            self._ddp = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
+            self._forward = torch.compile(self._ddp) if compile else self._ddp
+        self._loss_reduction = str(getattr(self.loss_fn, "reduction", "mean"))
 
         self.epoch = 0
         """Epochs completed (while training: the index of the current epoch)."""
@@ -300,8 +341,9 @@ class Trainer:
         self.log: list[dict[str, Any]] = []
         """One row every ``log_every`` optimizer steps: epoch, step, train_loss, lr."""
 
-        self._generator = torch.Generator()
-        self._epoch_rng: torch.Tensor | None = None
+        self._generator = torch.Generator()  # the data loader's (worker seeds), per epoch
+        self._data_seed: int | None = None
+        self._n_train: int | None = None  # samples, when the trainer batches a Dataset
         self._loss_acc: torch.Tensor | None = None  # on the device, since the last sync
         self._acc_batches = 0
         self._epoch_sum = 0.0
@@ -342,6 +384,7 @@ class Trainer:
             "grad_accum_steps": t.grad_accum_steps,
             "clip_grad_norm": t.clip_grad_norm,
             "compile": t.compile,
+            "data_on_device": t.data_on_device,
             "inputs": spec.inputs,
             "source": spec.source,
         }
@@ -393,16 +436,25 @@ class Trainer:
 
     # -- data ---------------------------------------------------------------------------
 
-    def _loader(self, data: DataLike, *, train: bool) -> Iterable[Any]:
+    def _loader(self, data: DataLike, *, train: bool, shard: bool = True) -> Iterable[Any]:
         if isinstance(data, torch.Tensor):
             data = TensorDataset(data)
         if not isinstance(data, Dataset) or not hasattr(data, "__len__"):
             return cast(Iterable[Any], data)
-        sampler = _ResumableSampler(len(data), self._generator, shuffle=train)
+        order = _distributed.BatchOrder(
+            len(data),
+            self.batch_size,
+            seed=self._data_seed or 0,
+            shuffle=train,
+            world=self.world_size if shard else 1,
+            rank=self.rank if shard else 0,
+            pad=train,
+        )
+        if self.data_on_device:
+            return _DeviceBatches(data, order, self.device)
         return DataLoader(
             data,
-            batch_size=self.batch_size,
-            sampler=sampler,
+            batch_sampler=order,
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             generator=self._generator,
@@ -423,12 +475,13 @@ class Trainer:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _call(self, x: Any) -> Any:
+    def _call(self, x: Any, forward: Callable[..., Any] | None = None) -> Any:
+        f = forward or self._forward
         if isinstance(x, Mapping):
-            return self._forward(**x)
+            return f(**x)
         if isinstance(x, (tuple, list)):
-            return self._forward(*x)
-        return self._forward(x)
+            return f(*x)
+        return f(x)
 
     @property
     def at_step_boundary(self) -> bool:
@@ -464,6 +517,9 @@ class Trainer:
         """
         if self._loss_acc is None or self._acc_batches == 0:
             return
+        if self.world_size > 1:  # the processes' weighted shares sum to world_size x the mean
+            _distributed.all_reduce_sum(self._loss_acc)
+            self._loss_acc /= self.world_size
         total = float(self._loss_acc.item())
         n = self._acc_batches
         self._loss_acc.zero_()
@@ -502,6 +558,16 @@ class Trainer:
         self._check_data(train_data, "the training data")
         if val_data is not None:
             self._check_data(val_data, "the validation data")
+        if not self._started and "rng" not in self._pending:
+            # Every process seeds with seed + rank: the same model and data order (these
+            # come from the seed alone), their own dropout masks.
+            if self.seed is not None:
+                seed_everything(self.seed + self.rank)
+                self._data_seed = self.seed
+            else:  # the caller's random state decides the order
+                self._data_seed = int(torch.randint(2**62, ()).item())
+            self._data_seed = _distributed.broadcast_object(self._data_seed)
+        self._started = True
         loader = self._loader(train_data, train=True)
         val_loader = self._loader(val_data, train=False) if val_data is not None else None
         try:
@@ -520,13 +586,6 @@ class Trainer:
             if self.scheduler is None:
                 raise ValueError("the saved state has a schedule but this trainer has none")
             self.scheduler.load_state_dict(self._pending.pop("scheduler"))
-        if not self._started and "rng" not in self._pending:
-            if self.seed is not None:
-                seed_everything(self.seed)
-                self._generator.manual_seed(self.seed)
-            else:  # the caller's random state decides the order
-                self._generator.manual_seed(int(torch.randint(2**62, ()).item()))
-        self._started = True
         rng = self._pending.pop("rng", None)
         if rng is not None:
             _set_rng_state(rng)
@@ -567,19 +626,19 @@ class Trainer:
 
     def _train_epoch(self, loader: Iterable[Any]) -> None:
         self.model.train()
+        seed = self._data_seed or 0
+        self._generator.manual_seed(seed + self.epoch)
+        order = getattr(loader, "batch_sampler", None)
+        if isinstance(order, _distributed.BatchOrder):
+            order.seed, order.epoch, order.skip = seed, self.epoch, self.batch_in_epoch
+        elif self.batch_in_epoch > 0:
+            raise ValueError(
+                "resuming part-way through an epoch needs the training data as a Dataset "
+                "(batched by the trainer), not a DataLoader or other iterable"
+            )
         if self.batch_in_epoch == 0:
-            self._epoch_rng = self._generator.get_state()
             self._epoch_started = time.perf_counter()
-        else:  # resumed part-way: replay this epoch's order, skipping the batches done
-            assert self._epoch_rng is not None
-            self._generator.set_state(self._epoch_rng)
-            sampler = getattr(loader, "sampler", None)
-            if not isinstance(sampler, _ResumableSampler):
-                raise ValueError(
-                    "resuming part-way through an epoch needs the training data as a Dataset "
-                    "(batched by the trainer), not a DataLoader or other iterable"
-                )
-            sampler.skip = self.batch_in_epoch * self.batch_size
+        weighted = isinstance(order, _distributed.BatchOrder) and self.world_size > 1
         for hook in self._hooks("on_epoch_start"):
             hook(self, self.epoch)
         batch_end = self._hooks("on_batch_end")
@@ -587,15 +646,31 @@ class Trainer:
         acc = self._loss_acc
         assert acc is not None
         accum = self.grad_accum_steps
+        n_batches = self.batches_per_epoch
         for batch in loader:
             x, y = _move(batch[0], self.device), _move(batch[1], self.device)
-            with self._autocast():
-                loss = self.loss_fn(self._call(x), y)
-            scaled = loss / accum if accum > 1 else loss
-            if self.scaler is not None:
-                self.scaler.scale(scaled).backward()  # type: ignore[no-untyped-call]
-            else:
-                scaled.backward()  # type: ignore[no-untyped-call]
+            # Without an optimizer step after this batch, DDP need not average gradients yet.
+            steps = (self.batch_in_epoch + 1) % accum == 0 or self.batch_in_epoch + 1 == n_batches
+            sync = self._ddp.no_sync() if self._ddp is not None and not steps else _NO_SYNC
+            with sync:
+                with self._autocast():
+                    loss = self.loss_fn(self._call(x), y)
+                raw = loss.detach()
+                if weighted:  # this process's share of the global batch's loss
+                    assert order is not None
+                    loss = loss * _distributed.loss_weight(
+                        order.n,
+                        self.batch_size,
+                        self.batch_in_epoch,
+                        self.world_size,
+                        self.rank,
+                        self._loss_reduction,
+                    )
+                scaled = loss / accum if accum > 1 else loss
+                if self.scaler is not None:
+                    self.scaler.scale(scaled).backward()  # type: ignore[no-untyped-call]
+                else:
+                    scaled.backward()  # type: ignore[no-untyped-call]
             acc += loss.detach()
             self._acc_batches += 1
             self.batch_in_epoch += 1
@@ -606,7 +681,7 @@ class Trainer:
                     for hook in log:
                         hook(self, row)
             for hook in batch_end:
-                hook(self, loss.detach())
+                hook(self, raw)
         if self.batch_in_epoch % accum:  # the epoch's last, smaller accumulation
             self._optimizer_step()
 
@@ -649,7 +724,7 @@ class Trainer:
                 for batch in loader:
                     x, y = _move(batch[0], self.device), _move(batch[1], self.device)
                     with self._autocast():
-                        out = self._call(x)
+                        out = self._call(x, self._eval_forward)
                         loss = self.loss_fn(out, y)
                     n = len(y)
                     sums[0] += loss.detach().double() * n
@@ -660,6 +735,10 @@ class Trainer:
                         counts[i] += count
         finally:
             self.model.train(was_training)
+        if self.world_size > 1:  # each process evaluated its shard of the data
+            total = torch.cat([sums, torch.tensor(counts, dtype=torch.float64, device=sums.device)])
+            _distributed.all_reduce_sum(total)
+            sums, counts = total[: len(counts)], [int(c) for c in total[len(counts) :].tolist()]
         values = sums.tolist()
         names = ("loss", *self.metrics)
         return {k: v / c if c else math.nan for k, v, c in zip(names, values, counts, strict=True)}
@@ -670,7 +749,7 @@ class Trainer:
         ``data`` is a tensor of inputs, or a data set or loader of inputs or of
         ``(input, target)`` pairs (the targets are ignored).
         """
-        loader = self._loader(data, train=False)
+        loader = self._loader(data, train=False, shard=False)
         was_training = self.model.training
         self.model.eval()
         outs: list[torch.Tensor] = []
@@ -679,7 +758,7 @@ class Trainer:
                 for batch in loader:
                     x = batch[0] if isinstance(batch, (tuple, list)) and len(batch) <= 2 else batch
                     with self._autocast():
-                        out = self._call(_move(x, self.device))
+                        out = self._call(_move(x, self.device), self._eval_forward)
                     outs.append(out.float().cpu() if out.is_floating_point() else out.cpu())
         finally:
             self.model.train(was_training)
@@ -695,7 +774,9 @@ class Trainer:
         """
         self.sync()
         mid_epoch = self.batch_in_epoch > 0
+        rng = _distributed.gather_objects(_rng_state())
         return {
+            "world_size": self.world_size,
             "epoch": self.epoch,
             "batch_in_epoch": self.batch_in_epoch,
             "step": self.step,
@@ -710,13 +791,26 @@ class Trainer:
                 self._interval_sum,
                 self._interval_batches,
             ],
-            "rng": _rng_state(),
-            "data_rng": self._epoch_rng if mid_epoch else self._generator.get_state(),
+            "rng": rng[0],
+            "rng_per_rank": rng if self.world_size > 1 else [],
+            "data_seed": self._data_seed,
             "epoch_seconds": time.perf_counter() - self._epoch_started if mid_epoch else 0.0,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`state_dict`'s output (the model's weights are loaded separately)."""
+        """Restore :meth:`state_dict`'s output (the model's weights are loaded separately).
+
+        The state must come from as many processes as train now: each one's random state is
+        in it, and dropout draws from them.
+        """
+        saved = int(state.get("world_size", 1))
+        if saved != self.world_size:
+            raise ValueError(
+                f"the saved state comes from {_processes(saved)} and this trainer runs in "
+                f"{_processes(self.world_size)}; resume with {saved} (e.g. torchrun "
+                f"--nproc-per-node {saved}, or specnet train --nproc {saved}): each process's "
+                "random state is part of the run"
+            )
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.step = int(state["step"])
@@ -735,11 +829,15 @@ class Trainer:
         sums = state["sums"]
         self._epoch_sum, self._epoch_batches = float(sums[0]), int(sums[1])
         self._interval_sum, self._interval_batches = float(sums[2]), int(sums[3])
-        self._pending["rng"] = state["rng"]
-        self._epoch_rng = state["data_rng"]
-        self._generator.set_state(state["data_rng"])
+        per_rank = state.get("rng_per_rank") or []
+        self._pending["rng"] = per_rank[self.rank] if per_rank else state["rng"]
+        self._data_seed = state["data_seed"]
         self._epoch_started = time.perf_counter() - float(state["epoch_seconds"])
         self._started = True
+
+
+def _processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes"
 
 
 def _metric(name: Metric, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:

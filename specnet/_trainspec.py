@@ -38,7 +38,11 @@ class TrainSpec(BaseModel):
         None,
         description="The data set: {type: MNIST, root: ./data, download: true}, Digits, Synthetic or TensorFile.",
     )
-    batch_size: int = Field(64, ge=1, description="Samples per optimizer step (per process).")
+    batch_size: int = Field(
+        64,
+        ge=1,
+        description="Samples per optimizer step: the global batch, shared by the processes when several train together.",
+    )
     epochs: int = Field(1, ge=1, description="Passes over the training data.")
     loss: Component = Field(
         Component(type="CrossEntropyLoss"),
@@ -70,6 +74,10 @@ class TrainSpec(BaseModel):
         None, gt=0, description="Clip the gradients' total norm to this value."
     )
     compile: bool = Field(False, description="Run the model through torch.compile.")
+    data_on_device: bool = Field(
+        False,
+        description="Keep the whole data set on the training device (small data sets on a GPU): no copy per batch; transforms run once.",
+    )
 
 
 _TRAIN_KEYS = {k: f for k, f in TrainSpec.model_fields.items()}

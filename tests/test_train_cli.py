@@ -180,11 +180,18 @@ def test_a_diverging_run_stops_with_a_message_and_keeps_good_checkpoints(
     code = main(["train", str(spec), "--out", str(out), "--checkpoint-every", "2", "--no-progress"])
     assert code == 1
     err = capsys.readouterr().err
-    assert (
-        "the training loss is inf (not finite) in epoch 1, between optimizer steps 15 and 16" in err
+    found = re.search(
+        r"the training loss is inf \(not finite\) in epoch (\d), "
+        r"between optimizer steps (\d+) and (\d+); training stopped; "
+        r"the last good checkpoint is (\S+)\n",
+        err,
     )
-    assert f"the last good checkpoint is {out / 'checkpoints' / 'step-000014.safetensors'}" in err
-    weights = load_file(out / "checkpoints" / "step-000014.safetensors")
+    assert found, err
+    first, last = int(found[2]), int(found[3])
+    assert last - first == 1  # the loss is read (and checked) every 2 steps
+    good = out / "checkpoints" / f"step-{first - 1:06d}.safetensors"
+    assert found[4] == str(good)
+    weights = load_file(good)
     assert all(torch.isfinite(w).all() for w in weights.values())
     assert not (out / "model.safetensors").exists()
 
