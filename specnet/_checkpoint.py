@@ -40,6 +40,7 @@ __all__ = [
     "CheckpointError",
     "Checkpointer",
     "atomic_write",
+    "check_world_size",
     "clear_checkpoints",
     "find_checkpoint",
     "latest_checkpoint",
@@ -234,6 +235,21 @@ def _payload(path: str | os.PathLike[str], model_hash: str | None) -> dict[str, 
     return payload
 
 
+def check_world_size(path: Path, state: Mapping[str, Any], world_size: int) -> None:
+    """Refuse to resume a trainer state in another number of processes than saved it."""
+    saved = int(state.get("world_size", 1))
+    if saved != world_size:
+        raise CheckpointError(
+            f"{path} was written by {_processes(saved)} and this run has "
+            f"{_processes(world_size)}: resume it with --nproc {saved} (torchrun "
+            f"--nproc-per-node {saved}); each process's random state is part of the run"
+        )
+
+
+def _processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes"
+
+
 def find_checkpoint(path: str | os.PathLike[str]) -> Path:
     """The weights file a ``--checkpoint`` argument names.
 
@@ -300,14 +316,7 @@ class Checkpointer(Callback):
         if found is None:
             return None
         state = load_state(found.state, self.model_hash)
-        saved = int(state.get("world_size", 1))
-        if saved != trainer.world_size:
-            raise CheckpointError(
-                f"{found.state} was written by a run of {saved} process(es); this one has "
-                f"{trainer.world_size}. Resume with the same number: specnet train --resume "
-                f"{self.folder.parent} --nproc {saved} (or torchrun --nproc-per-node {saved} "
-                "-m specnet train ...); each process's random state is part of the run"
-            )
+        check_world_size(found.state, state, trainer.world_size)
         load_weights(found.weights, trainer.model, self.model_hash)
         trainer.load_state_dict(state)
         self.last = found

@@ -191,19 +191,14 @@ def _launch(args: argparse.Namespace, folder: Path) -> int:
     import os
     import subprocess
 
-    from ._checkpoint import CheckpointError, latest_checkpoint, load_state
+    from ._checkpoint import CheckpointError, check_world_size, latest_checkpoint, load_state
 
     n = int(args.nproc)
     if args.resume is not None:  # refuse a different world size before starting N processes
         found = latest_checkpoint(folder / "checkpoints")
         if found is None:
             raise CheckpointError(f"nothing to resume: no checkpoint in {folder / 'checkpoints'}")
-        saved = int(load_state(found.state).get("world_size", 1))
-        if saved != n:
-            raise CheckpointError(
-                f"{found.state} was written by a run of {saved} process(es); resume it with "
-                f"--nproc {saved}: each process's random state is part of the run"
-            )
+        check_world_size(found.state, load_state(found.state), n)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += [f"--nproc-per-node={n}", "-m", "specnet", "train"]
     if args.file is not None:

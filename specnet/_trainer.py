@@ -805,12 +805,7 @@ class Trainer:
         """
         saved = int(state.get("world_size", 1))
         if saved != self.world_size:
-            raise ValueError(
-                f"the saved state comes from {_processes(saved)} and this trainer runs in "
-                f"{_processes(self.world_size)}; resume with {saved} (e.g. torchrun "
-                f"--nproc-per-node {saved}, or specnet train --nproc {saved}): each process's "
-                "random state is part of the run"
-            )
+            raise ValueError(f"the state was saved by {saved} process(es), not {self.world_size}")
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.step = int(state["step"])
@@ -834,10 +829,6 @@ class Trainer:
         self._data_seed = state["data_seed"]
         self._epoch_started = time.perf_counter() - float(state["epoch_seconds"])
         self._started = True
-
-
-def _processes(n: int) -> str:
-    return "1 process" if n == 1 else f"{n} processes"
 
 
 def _metric(name: Metric, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:

@@ -120,11 +120,13 @@ def test_resume_with_another_number_of_processes_is_refused(
     _, one, two, _ = runs
     alone = specnet("train", "--resume", str(two), cwd=two.parent)
     assert alone.returncode == 1
-    assert "run of 2 process(es)" in alone.stderr and "--nproc 2" in alone.stderr
+    assert "was written by 2 processes and this run has 1 process: resume it with --nproc 2" in (
+        alone.stderr
+    )
     assert "Traceback" not in alone.stderr
     more = specnet("train", "--resume", str(one), "--nproc", "2", cwd=one.parent)
     assert more.returncode == 1
-    assert "run of 1 process(es); resume it with --nproc 1" in more.stderr
+    assert "by 1 process and this run has 2 processes: resume it with --nproc 1" in more.stderr
     assert "Traceback" not in more.stderr
 
 
