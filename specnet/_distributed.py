@@ -182,16 +182,24 @@ class BatchOrder(Sampler[list[int]]):
         g = torch.Generator().manual_seed(_epoch_seed(self.seed, self.epoch))
         return torch.randperm(self.n, generator=g)
 
-    def __iter__(self) -> Iterator[list[int]]:
-        order = self.order()
+    def spans(self) -> Iterator[tuple[int, int]]:
+        """``(start, end)``: where this process's batches lie in :meth:`order`.
+
+        Resets :attr:`skip` to 0.
+        """
         skip, self.skip = self.skip, 0
         for b in range(skip, len(self)):
-            batch = order[b * self.batch_size : (b + 1) * self.batch_size]
-            start, end = shard(len(batch), self.world, self.rank)
+            first = b * self.batch_size
+            start, end = shard(min(self.batch_size, self.n - first), self.world, self.rank)
             if end > start:
-                yield batch[start:end].tolist()
+                yield first + start, first + end
             elif self.pad:
-                yield batch[:1].tolist()
+                yield first, first + 1
+
+    def __iter__(self) -> Iterator[list[int]]:
+        order = self.order()
+        for start, end in self.spans():
+            yield order[start:end].tolist()
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)

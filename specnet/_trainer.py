@@ -161,9 +161,9 @@ class _DeviceBatches:
         self.device = device
 
     def __iter__(self) -> Iterator[Any]:
-        for indices in self.batch_sampler:
-            index = torch.tensor(indices, device=self.device)
-            yield _take(self.columns, index)
+        order = self.batch_sampler.order().to(self.device)  # one copy an epoch
+        for start, end in self.batch_sampler.spans():
+            yield _take(self.columns, order[start:end])
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
