@@ -241,8 +241,8 @@ def check_world_size(path: Path, state: Mapping[str, Any], world_size: int) -> N
     if saved != world_size:
         raise CheckpointError(
             f"{path} was written by {_processes(saved)} and this run has "
-            f"{_processes(world_size)}: resume it with --nproc {saved} (torchrun "
-            f"--nproc-per-node {saved}); each process's random state is part of the run"
+            f"{_processes(world_size)}: resume it with {_processes(saved)} in all (--nproc "
+            f"{saved}, or torchrun); each process's random state is part of the run"
         )
 
 

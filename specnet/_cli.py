@@ -7,6 +7,8 @@ Exit codes: 0 success, 1 the spec (or run) is invalid, 2 usage errors.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shlex
 import sys
 import time
@@ -120,16 +122,21 @@ def _run_command(command: Callable[[argparse.Namespace], int], args: argparse.Na
     from ._errors import SpecError
     from ._overrides import OverrideError
 
+    # Under torchrun every process meets the same error; the first alone reports it.
+    quiet = int(os.environ.get("RANK", "0")) != 0
     try:
         return command(args)
     except SpecError as exc:
-        print(exc, file=sys.stderr)
+        if not quiet:
+            print(exc, file=sys.stderr)
         return EXIT_INVALID
     except (_Usage, OverrideError) as exc:
-        print(f"specnet {args.command}: {exc}", file=sys.stderr)
+        if not quiet:
+            print(f"specnet {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (CheckpointError, FloatingPointError) as exc:
-        print(f"specnet {args.command}: {exc}", file=sys.stderr)
+    except (CheckpointError, FloatingPointError, ValueError) as exc:
+        if not quiet:
+            print(f"specnet {args.command}: {exc}", file=sys.stderr)
         return EXIT_INVALID
 
 
@@ -173,7 +180,9 @@ def _train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
             command=shlex.join(["specnet", *args.argv]),
         )
-    finally:
+    finally:  # all together, so that none is stopped while another still writes
+        with contextlib.suppress(RuntimeError):
+            _distributed.barrier()
         _distributed.shutdown()
     if not main:
         return EXIT_OK
@@ -187,9 +196,14 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _launch(args: argparse.Namespace, folder: Path) -> int:
-    """``specnet train --nproc N``: the same command in N processes, through torchrun."""
-    import os
-    import subprocess
+    """``specnet train --nproc N``: the same command in N processes, through torchrun.
+
+    torchrun's launcher runs in this process: it forwards signals to the N processes and
+    stops them all when one fails; each reports its own errors.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
 
     from ._checkpoint import CheckpointError, check_world_size, latest_checkpoint, load_state
 
@@ -199,8 +213,7 @@ def _launch(args: argparse.Namespace, folder: Path) -> int:
         if found is None:
             raise CheckpointError(f"nothing to resume: no checkpoint in {folder / 'checkpoints'}")
         check_world_size(found.state, load_state(found.state), n)
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    command += [f"--nproc-per-node={n}", "-m", "specnet", "train"]
+    command = ["--standalone", f"--nproc-per-node={n}", "-m", "specnet", "train"]
     if args.file is not None:
         command.append(args.file)
     command += ["--resume" if args.resume is not None else "--out", str(folder)]
@@ -212,11 +225,22 @@ def _launch(args: argparse.Namespace, folder: Path) -> int:
             command += [f"--{option.replace('_', '-')}", str(value)]
     if args.no_progress:
         command.append("--no-progress")
-    env = dict(os.environ)
     # torchrun would set 1 thread per process; share the cores instead.
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
-    code = subprocess.call(command, env=env)
-    return EXIT_OK if code == 0 else EXIT_INVALID
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
+    try:
+        run(get_args_parser().parse_args(command))  # type: ignore[no-untyped-call]
+    except SignalException as exc:  # the processes are stopped
+        print(f"specnet train: stopped by {exc.sigval.name}", file=sys.stderr)
+        return EXIT_INVALID
+    except ChildFailedError as exc:
+        codes = sorted({f.exitcode for f in exc.failures.values()})
+        print(
+            f"specnet train: {len(exc.failures)} of {n} processes failed (exit codes "
+            f"{', '.join(map(str, codes))})",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE if codes == [EXIT_USAGE] else EXIT_INVALID
+    return EXIT_OK
 
 
 def _model_with_weights(args: argparse.Namespace) -> tuple[Any, Any]:

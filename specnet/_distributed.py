@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
+
+T = TypeVar("T")
 
 __all__ = [
     "BatchOrder",
@@ -29,7 +31,9 @@ __all__ = [
     "barrier",
     "broadcast_object",
     "gather_objects",
+    "in_turn",
     "launched",
+    "local_rank",
     "loss_weight",
     "rank",
     "setup",
@@ -63,16 +67,23 @@ def setup(device: torch.device) -> torch.device:
     """Join torchrun's process group (once) and return the device this process trains on.
 
     Outside torchrun, returns ``device`` unchanged. Under torchrun, uses NCCL when ``device``
-    is CUDA (each process then takes the GPU ``cuda:LOCAL_RANK``) and gloo otherwise.
+    is CUDA (each process then takes the GPU ``cuda:LOCAL_RANK``, whatever index ``device``
+    names) and gloo otherwise.
     """
     if not launched() and not active():
         return device
     cuda = device.type == "cuda"
-    if str(device) == "cuda":  # no index given: this process's local rank
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        count = torch.cuda.device_count()
+        if local >= count:
+            raise ValueError(
+                f"process {local} of this machine has no GPU: {count} visible; start at most "
+                f"{count} processes per machine (--nproc / torchrun --nproc-per-node)"
+            )
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)  # NCCL's object collectives use the current device
     if not dist.is_initialized():
-        if cuda:
-            torch.cuda.set_device(device)
         dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
     return device
 
@@ -86,6 +97,30 @@ def shutdown() -> None:
 def barrier() -> None:
     if active():
         dist.barrier()
+
+
+def local_rank() -> int:
+    """This process's rank on its machine (``LOCAL_RANK``; 0 without torchrun)."""
+    return int(os.environ.get("LOCAL_RANK", "0")) if active() else 0
+
+
+def in_turn(read: Callable[[], T]) -> T:
+    """``read()`` in every process: rank 0 first, then each machine's first, then the rest.
+
+    For data sets that download on first use: rank 0 fetches into a folder shared by the
+    machines; a machine with its own folder fetches once too; the others find the files.
+    """
+    if not active():
+        return read()
+    first, local_first = rank() == 0, local_rank() == 0
+    result = read() if first else None
+    barrier()
+    if not first and local_first:
+        result = read()
+    barrier()
+    if not first and not local_first:
+        result = read()
+    return cast(T, result)
 
 
 def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
@@ -132,10 +167,10 @@ def loss_weight(
     weighting each process's loss by ``shard size * world / global batch`` turns that average
     into the gradient of the global batch's mean; a ``sum`` loss is weighted by ``world``.
     """
-    if reduction == "sum":
-        return float(world)
     size = min(batch_size, n - batch_index * batch_size)
     start, end = shard(size, world, rank)
+    if reduction == "sum":
+        return float(world) if end > start else 0.0
     return (end - start) * world / size
 
 
@@ -203,3 +238,10 @@ class BatchOrder(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return math.ceil(self.n / self.batch_size)
+
+    def smallest_share(self) -> tuple[int, int]:
+        """The fewest samples a process gets from a batch, and that batch's size."""
+        last = self.n - (len(self) - 1) * self.batch_size
+        size = min(self.batch_size, last)
+        start, end = shard(size, self.world, self.world - 1)
+        return end - start, size

@@ -344,12 +344,7 @@ def train_run(
     main = _distributed.rank() == 0
     seed_everything(t.seed if t is not None else 0)
     model = build(spec, device=device)
-    # Rank 0 first: it downloads a missing data set, then the others read it.
-    if main:
-        train, test = _data_for(spec, model)
-    _distributed.barrier()
-    if not main:
-        train, test = _data_for(spec, model)
+    train, test = _distributed.in_turn(lambda: _data_for(spec, model))
     digest = model_hash(spec.data)
     checkpointer = Checkpointer(
         out / "checkpoints",

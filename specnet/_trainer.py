@@ -467,6 +467,22 @@ class Trainer:
 
         check_fits(data, what, self.inputs, self.source)
 
+    def _check_shares(self, order: object) -> None:
+        """Refuse batches that leave a process too few samples for its BatchNorm layers."""
+        if self.world_size == 1 or not isinstance(order, _distributed.BatchOrder):
+            return
+        share, size = order.smallest_share()
+        if share < 2 and any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()
+        ):
+            raise ValueError(
+                f"with {self.world_size} processes, a batch of {size} samples (of {order.n}, in "
+                f"batches of {self.batch_size}) leaves a process {share} sample(s), and the "
+                "model's BatchNorm layers need at least 2 per process in training; choose a "
+                "batch_size for which every batch, the epoch's last included, has at least "
+                f"{2 * self.world_size} samples"
+            )
+
     # -- the loop -----------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -569,6 +585,7 @@ class Trainer:
             self._data_seed = _distributed.broadcast_object(self._data_seed)
         self._started = True
         loader = self._loader(train_data, train=True)
+        self._check_shares(getattr(loader, "batch_sampler", None))
         val_loader = self._loader(val_data, train=False) if val_data is not None else None
         try:
             self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
@@ -649,8 +666,13 @@ class Trainer:
         n_batches = self.batches_per_epoch
         for batch in loader:
             x, y = _move(batch[0], self.device), _move(batch[1], self.device)
-            # Without an optimizer step after this batch, DDP need not average gradients yet.
-            steps = (self.batch_in_epoch + 1) % accum == 0 or self.batch_in_epoch + 1 == n_batches
+            # Without an optimizer step after this batch, DDP need not average gradients yet
+            # (when the epoch's length is unknown, any batch may be its last: always average).
+            steps = (
+                n_batches is None
+                or (self.batch_in_epoch + 1) % accum == 0
+                or self.batch_in_epoch + 1 == n_batches
+            )
             sync = self._ddp.no_sync() if self._ddp is not None and not steps else _NO_SYNC
             with sync:
                 with self._autocast():

@@ -41,7 +41,7 @@ class TrainSpec(BaseModel):
     batch_size: int = Field(
         64,
         ge=1,
-        description="Samples per optimizer step: the global batch, shared by the processes when several train together.",
+        description="Samples per batch (an optimizer step takes grad_accum_steps batches): the global batch, shared by the processes when several train together.",
     )
     epochs: int = Field(1, ge=1, description="Passes over the training data.")
     loss: Component = Field(

@@ -120,14 +120,50 @@ def test_resume_with_another_number_of_processes_is_refused(
     _, one, two, _ = runs
     alone = specnet("train", "--resume", str(two), cwd=two.parent)
     assert alone.returncode == 1
-    assert "was written by 2 processes and this run has 1 process: resume it with --nproc 2" in (
-        alone.stderr
+    assert (
+        "written by 2 processes and this run has 1 process: resume it with 2 processes in all"
+        in (alone.stderr)
     )
     assert "Traceback" not in alone.stderr
     more = specnet("train", "--resume", str(one), "--nproc", "2", cwd=one.parent)
     assert more.returncode == 1
-    assert "by 1 process and this run has 2 processes: resume it with --nproc 1" in more.stderr
+    assert (
+        "by 1 process and this run has 2 processes: resume it with 1 process in all" in more.stderr
+    )
     assert "Traceback" not in more.stderr
+
+
+def test_a_failing_run_in_two_processes_reports_once(tmp_path: Path) -> None:
+    # BatchNorm1d with 66 samples in batches of 16: the last batch of 2 leaves each process
+    # one sample, too few for batch statistics. Refused before training, without a traceback.
+    spec = write_spec(tmp_path, n=66, batch=16, epochs=1)
+    text = spec.read_text().replace("    relu: ReLU\n", "    bn: BatchNorm1d\n    relu: ReLU\n")
+    spec.write_text(text)
+    result = specnet("train", str(spec), "--out", "bn", "--nproc", "2", cwd=tmp_path)
+    assert result.returncode == 1
+    message = (
+        "with 2 processes, a batch of 2 samples (of 66, in batches of 16) leaves a process 1 "
+        "sample(s), and the model's BatchNorm layers need at least 2 per process"
+    )
+    assert result.stderr.count(message) == 1, result.stderr
+    assert "2 of 2 processes failed (exit codes 1)" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "bn" / "checkpoints").exists()
+
+
+def test_the_sum_of_a_loss_is_shared_exactly_too(tmp_path: Path) -> None:
+    # reduction: sum, and a last batch of one sample (the second process gets a stand-in).
+    spec = write_spec(tmp_path, n=33, batch=8, epochs=1)
+    spec.write_text(spec.read_text() + "  loss: {type: CrossEntropyLoss, reduction: sum}\n")
+    for out, extra in (("one", []), ("two", ["--nproc", "2"])):
+        result = specnet("train", str(spec), "--out", out, "--no-progress", *extra, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    a, b = (
+        load_file(tmp_path / "one/model.safetensors"),
+        load_file(tmp_path / "two/model.safetensors"),
+    )
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=1e-5, atol=1e-5)
 
 
 def test_nproc_must_be_positive(tmp_path: Path) -> None:
