@@ -178,7 +178,7 @@ def _train(args: argparse.Namespace) -> int:
             keep=args.keep,
             log_every=args.log_every,
             progress=not args.no_progress,
-            command=shlex.join(["specnet", *args.argv]),
+            command=args.launched_as or shlex.join(["specnet", *args.argv]),
         )
     finally:  # all together, so that none is stopped while another still writes
         with contextlib.suppress(RuntimeError):
@@ -225,6 +225,7 @@ def _launch(args: argparse.Namespace, folder: Path) -> int:
             command += [f"--{option.replace('_', '-')}", str(value)]
     if args.no_progress:
         command.append("--no-progress")
+    command += ["--launched-as", shlex.join(["specnet", *args.argv])]  # for spec.yaml
     # torchrun would set 1 thread per process; share the cores instead.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
     try:
@@ -372,6 +373,7 @@ def parser() -> argparse.ArgumentParser:
         help="write the training loss to steps.csv every N optimizer steps (default 50)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--launched-as", help=argparse.SUPPRESS)
     t.add_argument(
         "--nproc",
         type=int,

@@ -112,6 +112,8 @@ def test_rank_zero_alone_writes_and_prints(runs: tuple[Path, Path, Path, str]) -
     assert sorted(p.name for p in two.rglob("*")) == sorted(p.name for p in one.rglob("*"))
     assert output.count("epoch 1/3") == 1
     assert output.count("test accuracy") == 1
+    header = (two / "spec.yaml").read_text().splitlines()[1]
+    assert header.startswith("# specnet train ") and header.endswith("--nproc 2")
 
 
 def test_resume_with_another_number_of_processes_is_refused(
