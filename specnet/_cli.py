@@ -19,6 +19,7 @@ from typing import Any
 __all__ = ["main"]
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -31,6 +32,7 @@ def _validate(args: argparse.Namespace) -> int:
         if not Path(name).is_file():
             print(f"{name}: no such file", file=sys.stderr)
             status = EXIT_USAGE
+            bad += 1
             continue
         try:
             check(Path(name))
@@ -138,6 +140,10 @@ def _run_command(command: Callable[[argparse.Namespace], int], args: argparse.Na
         if not quiet:
             print(f"specnet {args.command}: {exc}", file=sys.stderr)
         return EXIT_INVALID
+    except KeyboardInterrupt:
+        if not quiet:
+            print(f"specnet {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -148,6 +154,8 @@ def _train(args: argparse.Namespace) -> int:
         file = str(Path(args.resume) / "spec.yaml")
     if args.resume is not None and args.out is not None and Path(args.out) != Path(args.resume):
         raise _Usage("--resume DIR continues the run in DIR; leave out --out")
+    if args.out is not None and args.resume is None and not args.overwrite:
+        _refuse_to_overwrite(Path(args.out))
     spec = _load(args, file)
     from . import _distributed
     from ._runs import default_run_dir, train_run
@@ -195,6 +203,18 @@ def _train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _refuse_to_overwrite(folder: Path) -> None:
+    """A run folder with checkpoints is kept unless the command says to start over."""
+    from ._checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(folder / "checkpoints")
+    if found is not None:
+        raise _Usage(
+            f"{folder} holds a run (a checkpoint at step {found.step}): --resume {folder} "
+            "continues it, --overwrite starts over in it"
+        )
+
+
 def _launch(args: argparse.Namespace, folder: Path) -> int:
     """``specnet train --nproc N``: the same command in N processes, through torchrun.
 
@@ -225,6 +245,8 @@ def _launch(args: argparse.Namespace, folder: Path) -> int:
             command += [f"--{option.replace('_', '-')}", str(value)]
     if args.no_progress:
         command.append("--no-progress")
+    if args.overwrite:
+        command.append("--overwrite")
     command += ["--launched-as", shlex.join(["specnet", *args.argv])]  # for spec.yaml
     # torchrun would set 1 thread per process; share the cores instead.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))
@@ -373,6 +395,11 @@ def parser() -> argparse.ArgumentParser:
         help="write the training loss to steps.csv every N optimizer steps (default 50)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start over in --out DIR even if it holds a run (its checkpoints are removed)",
+    )
     t.add_argument("--launched-as", help=argparse.SUPPRESS)
     t.add_argument(
         "--nproc",

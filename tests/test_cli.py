@@ -31,7 +31,11 @@ def test_validate_reports_one_line_per_error(
 
 
 def test_validate_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["validate", str(tmp_path / "missing.yaml")]) == 2
+    assert main(["validate", str(tmp_path / "missing.yaml"), "examples/lenet.yaml"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{tmp_path / 'missing.yaml'}: no such file",
+        "1 of 2 spec(s) valid",
+    ]
     with pytest.raises(SystemExit) as info:
         main(["validate"])
     assert info.value.code == 2

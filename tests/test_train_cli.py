@@ -89,8 +89,14 @@ def test_train_writes_a_run_folder_with_overrides(
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     weights = load_file(out / "model.safetensors")
     assert set(weights) == {"fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}
-    # A fresh run into the same folder replaces it.
-    assert main([*args, "--set", "train.epochs=2"]) == 0
+    # A run folder is not started over by mistake; --overwrite replaces it.
+    capsys.readouterr()
+    assert main([*args, "--set", "train.epochs=2"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"specnet train: {out} holds a run (a checkpoint at step 45): --resume {out} "
+        "continues it, --overwrite starts over in it"
+    )
+    assert main([*args, "--set", "train.epochs=2", "--overwrite"]) == 0
     assert len(_rows(out / "metrics.csv")) == 2
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == [
         "step-000045.pt",
