@@ -14,6 +14,9 @@ the number of processes, the epoch's last, smaller batch included.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import datetime
 import math
 import os
 from collections.abc import Callable, Iterator
@@ -85,6 +88,7 @@ def setup(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)  # NCCL's object collectives use the current device
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+        atexit.register(_at_exit)
     return device
 
 
@@ -92,6 +96,18 @@ def shutdown() -> None:
     """Leave the process group, if one is set up."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def _at_exit() -> None:
+    """Leave the group together: a gloo process that exits while another still runs (rank 0
+    saving, say) can abort in the group's threads. A peer that died or hangs is waited for a
+    minute at most."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_backend() == "gloo":
+        with contextlib.suppress(RuntimeError):
+            dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
+    shutdown()
 
 
 def barrier() -> None:
