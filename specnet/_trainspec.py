@@ -8,6 +8,7 @@ described here, once.
 from __future__ import annotations
 
 import functools
+import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -271,7 +272,21 @@ def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
             else:
                 values[k] = c
         elif k == "metrics" and isinstance(v, list):
-            values[k] = tuple(v)
+            names = typing.get_args(
+                typing.get_args(TrainSpec.model_fields["metrics"].annotation)[0]
+            )
+            unknown = [(i, m) for i, m in enumerate(v) if isinstance(m, str) and m not in names]
+            for i, m in unknown:
+                checker.error(
+                    (*path, k, i),
+                    f"unknown metric '{m}'"
+                    + (did_you_mean(m, names) or f"; choose from {', '.join(names)}"),
+                    kind="enum",
+                )
+            if unknown:
+                ok = False
+            else:
+                values[k] = tuple(v)
         else:
             values[k] = v
     try:

@@ -111,6 +111,13 @@ class _Ctx:
     in_graph: bool = False
 
 
+def _choices(names: list[str], most: int = 8) -> str:
+    """``; it may be one of 'a', 'b'`` (the first ``most`` names)."""
+    shown = ", ".join(f"'{n}'" for n in names[:most])
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"; it may be one of {shown}{more}"
+
+
 class Checker:
     """Walks a document, collecting errors; :meth:`result` raises them all at once."""
 
@@ -575,7 +582,8 @@ class Checker:
             elif r not in known:
                 self.error(
                     where,
-                    f"input '{r}' is not a graph input or an earlier node" + did_you_mean(r, known),
+                    f"input '{r}' is not a graph input or an earlier node"
+                    + (did_you_mean(r, known) or _choices(known)),
                     ctx=ctx,
                 )
                 ok = False

@@ -197,7 +197,8 @@ model:
 """
     assert errors(text) == [
         "7:34: model.nodes.c.input[1]: input 'd' is defined later in the graph; nodes may only use earlier nodes",
-        "7:37: model.nodes.c.input[2]: input 'zz' is not a graph input or an earlier node",
+        "7:37: model.nodes.c.input[2]: input 'zz' is not a graph input or an earlier node; "
+        "it may be one of 'input', 'a', 'b'",
         "9:15: model.output[1]: output 'e' is not a node of this graph",
     ]
     spec = specnet.load(text.replace(", d, zz", ", a").replace("[c, e]", "c"))
