@@ -20,43 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
+from seeds import LeNet, NeuralNetwork, resnet18  # bench/ is on sys.path
 from torch import nn
 from torch.utils.benchmark import Timer
 
 import specnet
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-class LeNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 3)
-        self.conv2 = nn.Conv2d(6, 16, 3)
-        self.fc1 = nn.Linear(16 * 6 * 6, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.conv1(x)), (2, 2))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = x.view(-1, 16 * 6 * 6)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
-
-
-class FashionNet(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.flatten = nn.Flatten()
-        self.linear_relu_stack = nn.Sequential(
-            nn.Linear(28 * 28, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear_relu_stack(self.flatten(x))
 
 
 RESIDUAL = """\
@@ -90,20 +60,15 @@ class Residual(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         r1 = x + self.fc2(self.act1(self.fc1(x)))
         r2 = r1 + self.fc4(self.act2(self.fc3(r1)))
-        return self.head(r2)
-
-
-def _resnet18() -> nn.Module:
-    import torchvision
-
-    return torchvision.models.resnet18()
+        out: torch.Tensor = self.head(r2)
+        return out
 
 
 CASES: list[tuple[str, Any, Callable[[], nn.Module], tuple[int, ...]]] = [
     ("lenet", ROOT / "examples" / "lenet.yaml", LeNet, (1, 32, 32)),
-    ("fashion_mlp", ROOT / "examples" / "fashion_mnist_mlp.yaml", FashionNet, (1, 28, 28)),
+    ("fashion_mlp", ROOT / "examples" / "fashion_mnist_mlp.yaml", NeuralNetwork, (1, 28, 28)),
     ("residual_graph", RESIDUAL, Residual, (64,)),
-    ("resnet18", ROOT / "examples" / "resnet18.yaml", _resnet18, (3, 224, 224)),
+    ("resnet18", ROOT / "examples" / "resnet18.yaml", resnet18, (3, 224, 224)),
 ]
 
 

@@ -33,18 +33,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+from seeds import NeuralNetwork, resnet18  # bench/ is on sys.path
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train import NeuralNetwork  # the tutorials' module, as bench/train.py has it
 
 ROOT = Path(__file__).resolve().parent.parent
 LR, MOMENTUM = 0.01, 0.9
@@ -72,13 +69,6 @@ class Workload:
         return TensorDataset(x, torch.randint(0, 10, (n,), generator=g))
 
 
-def _resnet18() -> nn.Module:
-    import torchvision
-
-    model: nn.Module = torchvision.models.resnet18()
-    return model
-
-
 WORKLOADS = {
     "mlp": Workload(
         "mlp", ROOT / "examples/fashion_mnist_mlp.yaml", [], NeuralNetwork, (1, 28, 28), 60000, 64
@@ -87,7 +77,7 @@ WORKLOADS = {
         "resnet18",
         ROOT / "examples/resnet18.yaml",
         ["input=[3, 32, 32]"],
-        _resnet18,
+        resnet18,
         (3, 32, 32),
         10000,
         128,

@@ -38,27 +38,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from seeds import NeuralNetwork  # bench/ is on sys.path
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = ROOT / "examples" / "fashion_mnist_mlp.yaml"
 BATCH, LR = 64, 1e-3
-
-
-class NeuralNetwork(nn.Module):
-    """The tutorials' FashionMNIST classifier (seeds 000 and 003)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.flatten = nn.Flatten()
-        self.linear_relu_stack = nn.Sequential(
-            nn.Linear(28 * 28, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits: torch.Tensor = self.linear_relu_stack(self.flatten(x))
-        return logits
 
 
 def data(samples: int) -> TensorDataset:
