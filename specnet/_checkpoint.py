@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from ._distributed import world_size_mismatch
 from ._trainer import Callback
 
 if TYPE_CHECKING:
@@ -237,17 +238,9 @@ def _payload(path: str | os.PathLike[str], model_hash: str | None) -> dict[str, 
 
 def check_world_size(path: Path, state: Mapping[str, Any], world_size: int) -> None:
     """Refuse to resume a trainer state in another number of processes than saved it."""
-    saved = int(state.get("world_size", 1))
-    if saved != world_size:
-        raise CheckpointError(
-            f"{path} was written by {_processes(saved)} and this run has "
-            f"{_processes(world_size)}: resume it with {_processes(saved)} in all (--nproc "
-            f"{saved}, or torchrun); each process's random state is part of the run"
-        )
-
-
-def _processes(n: int) -> str:
-    return "1 process" if n == 1 else f"{n} processes"
+    problem = world_size_mismatch(state, world_size, str(path))
+    if problem:
+        raise CheckpointError(problem)
 
 
 def find_checkpoint(path: str | os.PathLike[str]) -> Path:

@@ -19,7 +19,7 @@ import contextlib
 import datetime
 import math
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar, cast
 
 import torch
@@ -43,6 +43,7 @@ __all__ = [
     "shard",
     "shutdown",
     "world_size",
+    "world_size_mismatch",
 ]
 
 
@@ -188,6 +189,23 @@ def loss_weight(
     if reduction == "sum":
         return float(world) if end > start else 0.0
     return (end - start) * world / size
+
+
+def world_size_mismatch(state: Mapping[str, Any], world: int, what: str) -> str | None:
+    """Why a trainer ``state`` (``what``: where it comes from) cannot continue in ``world``
+    processes, or None when it can: each process's random state is part of it."""
+    saved = int(state.get("world_size", 1))
+    if saved == world:
+        return None
+    return (
+        f"{what} was written by {_processes(saved)} and this run has {_processes(world)}: "
+        f"resume it with {_processes(saved)} in all (--nproc {saved}, or torchrun); each "
+        "process's random state is part of the run"
+    )
+
+
+def _processes(n: int) -> str:
+    return "1 process" if n == 1 else f"{n} processes"
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:

@@ -170,12 +170,10 @@ class _DeviceBatches:
 
 
 def _take(value: Any, index: torch.Tensor) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value[index]
-    if isinstance(value, (list, tuple)):
-        return type(value)(_take(v, index) for v in value)
-    if isinstance(value, Mapping):
-        return {k: _take(v, index) for k, v in value.items()}
+    return _map_tensors(value, lambda t: t[index], other=_not_on_device)
+
+
+def _not_on_device(value: Any) -> Any:
     raise TypeError(f"cannot keep {type(value).__name__} samples on the device")
 
 
@@ -213,14 +211,22 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
 
 
-def _move(value: Any, device: torch.device) -> Any:
+def _map_tensors(
+    value: Any, fn: Callable[[torch.Tensor], Any], other: Callable[[Any], Any] = lambda v: v
+) -> Any:
+    """``fn`` applied to the tensors of a batch (nested tuples, lists and mappings), ``other``
+    to anything else."""
     if isinstance(value, torch.Tensor):
-        return value.to(device, non_blocking=True)
+        return fn(value)
     if isinstance(value, (list, tuple)):
-        return type(value)(_move(v, device) for v in value)
+        return type(value)(_map_tensors(v, fn, other) for v in value)
     if isinstance(value, Mapping):
-        return {k: _move(v, device) for k, v in value.items()}
-    return value
+        return {k: _map_tensors(v, fn, other) for k, v in value.items()}
+    return other(value)
+
+
+def _move(value: Any, device: torch.device) -> Any:
+    return _map_tensors(value, lambda t: t.to(device, non_blocking=True))
 
 
 class Trainer:
@@ -825,9 +831,9 @@ class Trainer:
         The state must come from as many processes as train now: each one's random state is
         in it, and dropout draws from them.
         """
-        saved = int(state.get("world_size", 1))
-        if saved != self.world_size:
-            raise ValueError(f"the state was saved by {saved} process(es), not {self.world_size}")
+        problem = _distributed.world_size_mismatch(state, self.world_size, "the saved state")
+        if problem:
+            raise ValueError(problem)
         self.epoch = int(state["epoch"])
         self.batch_in_epoch = int(state["batch_in_epoch"])
         self.step = int(state["step"])
