@@ -448,4 +448,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.started = started
     args.argv = argv
     code: int = args.run(args)
+    if args.command == "train" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _end_worker(code)
     return code
+
+
+def _end_worker(code: int) -> None:
+    """End a process of a torchrun job now that it has left the process group.
+
+    Its files are written and closed. Exiting at once, rather than through the interpreter's
+    teardown, makes the processes end together: torchrun stops the others as soon as one
+    fails, and gloo's threads can abort a process during that teardown.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
