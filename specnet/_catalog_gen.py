@@ -35,6 +35,8 @@ from torch import nn, optim
 from torch.nn.modules.loss import _Loss
 from torch.optim import lr_scheduler
 
+from ._containers import container_attributes
+
 TypeSpec: TypeAlias = "str | dict[str, Any]"
 Entry: TypeAlias = "dict[str, Any]"
 
@@ -805,6 +807,7 @@ def generate() -> dict[str, Any]:
     catalog: dict[str, Any] = {"torch": torch.__version__.split("+", 1)[0]}
     for section, classes in sections.items():
         catalog[section] = {n: _entry(section, n, c) for n, c in sorted(classes.items())}
+    catalog["attributes"] = {k: sorted(v) for k, v in container_attributes().items()}
     return catalog
 
 

@@ -73,6 +73,10 @@ def _attr(container: str, name: str) -> str:
     return f"getattr(self, {name!r})"
 
 
+_INLINED = {"Add": (), "Mul": (), "Concat": ("dim",)}
+"""The ops written inline, with the arguments their expression uses."""
+
+
 def _inline(kind: str, args: dict[str, Any], xs: Sequence[str]) -> str | None:
     """specnet's multi-input ops as expressions, as a hand-written forward has them."""
     if kind == "Add":
@@ -91,12 +95,40 @@ def module_class(
     outputs: Sequence[str],
     tuple_output: bool,
     container: str = "",
-) -> tuple[type[GeneratedModule], set[str]]:
+) -> tuple[type[GeneratedModule], frozenset[str]]:
     """The class running ``calls`` in order; also the children its code calls.
 
     ``container`` is the attribute holding the children (``"layers"`` for a
     ModuleDict) or ``""`` when they are attributes of the module itself.
     """
+    key = (
+        name,
+        tuple(inputs),
+        tuple(
+            (c, k, refs, args.get("dim") if k == "Concat" else None) for c, k, refs, args in calls
+        ),
+        tuple(outputs),
+        tuple_output,
+        container,
+    )
+    known = _STRUCTURES.get(key)
+    if known is None:
+        known = _STRUCTURES[key] = _generate(name, inputs, calls, outputs, tuple_output, container)
+    return known
+
+
+_STRUCTURES: dict[tuple[Any, ...], tuple[type[GeneratedModule], frozenset[str]]] = {}
+"""module_class's answers by structure: a model's repeated blocks generate nothing twice."""
+
+
+def _generate(
+    name: str,
+    inputs: Sequence[str],
+    calls: Sequence[Call],
+    outputs: Sequence[str],
+    tuple_output: bool,
+    container: str,
+) -> tuple[type[GeneratedModule], frozenset[str]]:
     local = {n: f"x{i}" for i, n in enumerate(inputs)}
     body: list[str] = []
     used: set[str] = set()
@@ -113,4 +145,4 @@ def module_class(
     result = "(" + ", ".join(outs) + ",)" if tuple_output else outs[0]
     params = ", ".join(local[n] for n in inputs)
     code = f"    def forward(self, {params}):\n" + "\n".join(body) + f"\n        return {result}\n"
-    return _compile_class(name, code), used
+    return _compile_class(name, code), frozenset(used)

@@ -1,6 +1,7 @@
 """Plan -> ``nn.Module`` tree.
 
-``Sequential`` becomes ``nn.Sequential``; ``ModuleList`` a module holding an
+``Sequential`` becomes an ``nn.Sequential`` (``_containers.Sequential``, which
+calls unhooked children's ``forward`` directly); ``ModuleList`` a module holding an
 ``nn.ModuleList`` as ``.layers`` with the loop a hand-written forward has;
 ``ModuleDict`` and ``Graph`` modules whose ``forward`` is generated straight-line
 code (``_codegen``), so a built graph runs as fast as a hand-written ``forward``
@@ -11,7 +12,6 @@ those attribute names has.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from contextlib import nullcontext
 from typing import Any
 
@@ -19,15 +19,20 @@ import torch
 from torch import nn
 
 from ._codegen import Call, module_class
+from ._containers import (
+    LayerList,
+    LayerListBetween,
+    Sequential,
+    attach,
+    container_attributes,
+)
 from ._errors import SpecError, SpecValidationError
 from ._infer import Step, infer
 from ._registry import layers
 from ._source import SourceMap
 from ._spec import Spec
 
-__all__ = ["LayerList", "LayerListBetween", "build_module", "materialize"]
-
-_RESERVED = frozenset(dir(nn.Module))
+__all__ = ["build_module", "materialize"]
 
 
 def _ctor_value(value: Any, source: SourceMap) -> Any:
@@ -54,37 +59,12 @@ def _layer(step: Step, source: SourceMap) -> nn.Module:
 
 
 def _check_names(step: Step, source: SourceMap) -> None:
+    # Validation refuses these names too, from the catalog; this is the installed torch's word.
+    taken = container_attributes().get(step.kind, frozenset())
     for name, child in step.children:
-        if name in _RESERVED:
-            msg = f"'{name}' is the name of an nn.Module attribute; choose another name"
+        if name in taken:
+            msg = f"'{name}' is already an attribute of the built {step.kind}; choose another name"
             raise SpecValidationError([source.error(child.node.path, msg, key=True)])
-
-
-class LayerList(nn.Module):
-    """A ``ModuleList`` spec: ``.layers`` (an ``nn.ModuleList``) applied in order."""
-
-    def __init__(self, layers: list[nn.Module]) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
-
-    def forward(self, x: Any) -> Any:
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-
-class LayerListBetween(nn.Module):
-    """A ``ModuleList`` spec with ``between``: ``x = between(layer(x))`` for each layer."""
-
-    def __init__(self, layers: list[nn.Module], between: nn.Module) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
-        self.between = between
-
-    def forward(self, x: Any) -> Any:
-        for layer in self.layers:
-            x = self.between(layer(x))
-        return x
 
 
 def _module_list(step: Step, source: SourceMap) -> nn.Module:
@@ -115,9 +95,8 @@ def _module_dict(step: Step, source: SourceMap) -> nn.Module:
         "ModuleDict", ["x"], _calls(step, "x"), [step.calls[-1][0]], False, "layers"
     )
     module = cls()
-    module.layers = nn.ModuleDict(
-        OrderedDict((n, materialize(c, source)) for n, c in step.children)
-    )
+    module.layers = nn.ModuleDict()
+    attach(module.layers, [(n, materialize(c, source)) for n, c in step.children])
     return module
 
 
@@ -126,9 +105,7 @@ def _graph(step: Step, source: SourceMap) -> nn.Module:
     calls = _calls(step, inputs[0])
     cls, used = module_class("Graph", inputs, calls, step.outputs, step.tuple_output)
     module = cls()
-    for name, child in step.children:
-        if name in used:
-            module.add_module(name, materialize(child, source))
+    attach(module, [(n, materialize(c, source)) for n, c in step.children if n in used])
     return module
 
 
@@ -136,8 +113,9 @@ def materialize(step: Step, source: SourceMap) -> nn.Module:
     """Build the module a plan describes (parameters initialised as torch does)."""
     _check_names(step, source)
     if step.kind == "Sequential":
-        named = [(name, materialize(child, source)) for name, child in step.children]
-        return nn.Sequential(OrderedDict(named))
+        sequential = Sequential()
+        attach(sequential, [(name, materialize(child, source)) for name, child in step.children])
+        return sequential
     if step.kind == "ModuleList":
         return _module_list(step, source)
     if step.kind == "ModuleDict":

@@ -20,10 +20,21 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ._registry import CONTAINERS, Param, Registry, TypeDef, layers, losses, optimizers, schedulers
+from ._registry import (
+    CONTAINERS,
+    Param,
+    Registry,
+    TypeDef,
+    attributes,
+    layers,
+    losses,
+    optimizers,
+    schedulers,
+)
 from ._spec import DTYPES
 from ._trainspec import TrainSpec, datasets, transforms
 from ._types import json_schema
+from ._validate import LAYER_NAME
 
 __all__ = ["SCHEMA_PATH", "build_schema", "schema_text"]
 
@@ -77,6 +88,8 @@ def _object(t: TypeDef, variant: str, node_keys: bool = True) -> dict[str, Any]:
         props["input"] = _INPUT
     for p in t.params:
         props[p.name] = _arg_schema(t, p, variant)
+        if t.kind == "container" and p.name in ("layers", "nodes"):
+            _name_children(props[p.name], t.name)
     required = ["type", *(n for n in t.required())]
     return {
         "type": "object",
@@ -85,6 +98,28 @@ def _object(t: TypeDef, variant: str, node_keys: bool = True) -> dict[str, Any]:
         "properties": props,
         "required": required,
         "additionalProperties": False,
+    }
+
+
+def _name_children(schema: Any, container: str) -> None:
+    """Give the mapping of children in ``schema`` the rules for names validation has."""
+    if isinstance(schema, list):
+        for item in schema:
+            _name_children(item, container)
+    elif isinstance(schema, dict):
+        if schema.get("type") == "object" and "additionalProperties" in schema:
+            schema["propertyNames"] = {"$ref": _DEFS + f"names.{container}"}
+        for value in schema.values():
+            _name_children(value, container)
+
+
+def _child_names(container: str) -> dict[str, Any]:
+    return {
+        "type": "string",
+        "pattern": LAYER_NAME.pattern,
+        "not": {"enum": sorted(attributes(container))},
+        "description": f"A child's name: letters, digits and '_', and not an attribute "
+        f"that the built {container} already has.",
     }
 
 
@@ -230,6 +265,8 @@ def build_schema() -> dict[str, Any]:
                 "description": "A layer with no required arguments, a block, or a block parameter.",
             }
         defs[f"{variant}node"] = {"anyOf": [bare, {"$ref": _DEFS + f"{variant}layer"}]}
+    for container in ("Sequential", "ModuleDict", "Graph"):
+        defs[f"names.{container}"] = _child_names(container)
     defs["tensor"] = _tensor()
     defs["block"] = {
         "type": "object",

@@ -28,6 +28,7 @@ __all__ = [
     "Param",
     "Registry",
     "TypeDef",
+    "attributes",
     "catalog",
     "layers",
     "losses",
@@ -86,6 +87,11 @@ class TypeDef:
         return [p.name for p in self.params if p.required and p.name not in self.infers]
 
     def build_target(self) -> Any:
+        """The class (or callable) that builds this type, imported on first use."""
+        return self._target
+
+    @functools.cached_property
+    def _target(self) -> Any:
         if self.factory is None:
             raise TypeError(f"{self.name} cannot be built directly")
         return self.factory()
@@ -133,6 +139,16 @@ def catalog() -> dict[str, Any]:
     text = resources.files("specnet").joinpath("_catalog.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
+
+
+@functools.cache
+def attributes(container: str) -> frozenset[str]:
+    """Names a built ``Sequential``, ``ModuleDict`` or ``Graph`` has of its own.
+
+    A child named like one (``append``, ``keys``, ``training``) could not be
+    attached; validation refuses such names before torch is imported.
+    """
+    return frozenset(catalog()["attributes"][container])
 
 
 def _params(entry: Mapping[str, Any]) -> tuple[Param, ...]:

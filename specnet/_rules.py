@@ -27,6 +27,7 @@ Plain Python only: nothing here imports torch.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -65,13 +66,18 @@ def with_defaults(t: TypeDef, args: Mapping[str, Any]) -> dict[str, Any]:
     (even where torch has a default, like ``Transformer.d_model``): the shape
     rule fills those in. Defaults are copied, so rules may change them.
     """
-    inferred = t.infers or INFERS.get(t.name, ())
     out = dict(args)
-    for p in t.params:
-        if p.name not in out and not p.required and p.name not in inferred:
-            d = p.default
-            out[p.name] = copy.deepcopy(d) if isinstance(d, (list, dict)) else d
+    for name, default in _defaults(t):
+        if name not in out:
+            out[name] = copy.deepcopy(default) if isinstance(default, (list, dict)) else default
     return out
+
+
+@functools.cache
+def _defaults(t: TypeDef) -> tuple[tuple[str, Any], ...]:
+    """The arguments :func:`with_defaults` may fill in, with their defaults."""
+    inferred = t.infers or INFERS.get(t.name, ())
+    return tuple((p.name, p.default) for p in t.params if not p.required and p.name not in inferred)
 
 
 def family(
@@ -121,9 +127,12 @@ def _min_rank(x: T, n: int, layer: str, layout: str) -> None:
         raise ShapeMismatch(f"{layer} expects at least {n} {dims} per sample ({layout}), got {x}")
 
 
+_SPATIAL = {n: ", ".join(layout.split(", ")[1:]) + " or " + layout for n, layout in _LAYOUT.items()}
+
+
 def _spatial(x: T, n: int, layer: str) -> None:
     """Pools and pads: ``n`` spatial dimensions, with or without channels in front."""
-    need_rank(x, (n, n + 1), layer, ", ".join(_LAYOUT[n].split(", ")[1:]) + " or " + _LAYOUT[n])
+    need_rank(x, (n, n + 1), layer, _SPATIAL[n])
 
 
 def _infer(args: Args, name: str, value: Any, x: Value) -> None:
@@ -142,7 +151,7 @@ def _ints(args: Args, name: str, n: int, low: int = 0) -> tuple[int, ...]:
         raise ShapeMismatch(
             f"{name} {value} has {len(out)} entries, this layer needs {n}", arg=name
         )
-    if any(v < low for v in out):
+    if min(out) < low:
         raise ShapeMismatch(f"{name} {value} must be at least {low}", arg=name)
     return out
 
@@ -177,7 +186,7 @@ def _slide(
         if ceil and (o - 1) * si >= i + pi:
             o -= 1
         out.append(o)
-    if any(o < 1 for o in out):
+    if min(out) < 1:
         span = [di * (ki - 1) + 1 for ki, di in zip(k, d, strict=True)]
         padded = [i + 2 * pi for i, pi in zip(size, p, strict=True)]
         spans = "" if set(d) == {1} else f" with dilation {_one(d)} spans {_one(span)},"

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ._errors import ErrorItem, Path, SpecValidationError, did_you_mean, format_path
-from ._registry import CONTAINERS, TypeDef, layers
+from ._registry import CONTAINERS, TypeDef, attributes, layers
 from ._source import Document
 from ._spec import (
     DTYPES,
@@ -36,15 +36,17 @@ from ._spec import (
 )
 from ._types import describe, pydantic_type, uses_node
 
-__all__ = ["MAX_LAYERS", "Checker", "validate_document"]
+__all__ = ["LAYER_NAME", "MAX_LAYERS", "Checker", "validate_document"]
 
 MAX_LAYERS = 100_000
 """Most layers a model may have once blocks and ``repeat`` are expanded."""
 
 _PARAM_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
-_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+LAYER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
+"""Names of a container's children (and of graph inputs)."""
 _BLOCK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NODE_KEYS = ("type", "repeat", "input")
+_BUILT = {"Sequential": "nn.Sequential", "ModuleDict": "nn.ModuleDict", "Graph": "graph module"}
 _TOP_KEYS = ("version", "name", "input", "blocks", "model", "train")
 _PARAM_TYPES = {
     "int": "int",
@@ -360,16 +362,18 @@ class Checker:
             raise _TooLarge
 
     def named(
-        self, value: Any, path: Path, what: str, ctx: _Ctx
+        self, value: Any, path: Path, container: str, ctx: _Ctx
     ) -> list[tuple[str, Any, Path]] | None:
+        what = f"{container} '{path[-1]}'"
         if not isinstance(value, dict):
             self.error(
                 path, f"{what} must be a mapping of names to layers, got {show(value)}", ctx=ctx
             )
             return None
+        taken = attributes(container)
         items = []
         for name, raw in value.items():
-            if not _NAME.match(name):
+            if not LAYER_NAME.match(name):
                 self.error(
                     (*path, name),
                     f"layer name '{name}' must use only letters, digits and '_'",
@@ -377,6 +381,14 @@ class Checker:
                     ctx=ctx,
                 )
                 continue
+            if name in taken:
+                self.error(
+                    (*path, name),
+                    f"'{name}' is already an attribute of the built {_BUILT[container]}; "
+                    "choose another name",
+                    key=True,
+                    ctx=ctx,
+                )  # kept: its layer is still checked, and no error follows from its absence
             items.append((name, raw, (*path, name)))
         return items
 
@@ -420,7 +432,7 @@ class Checker:
                     msg = "Sequential 'layers' must be a list, or a mapping of names to layers"
                     self.error((*path, "layers"), f"{msg}, got {show(layers_)}", ctx=ctx)
                     return None
-                items = self.named(layers_, (*path, "layers"), "Sequential 'layers'", ctx)
+                items = self.named(layers_, (*path, "layers"), "Sequential", ctx)
                 if items is not None and not items:
                     self.error((*path, "layers"), "Sequential needs at least one layer", ctx=ctx)
                     return None
@@ -451,7 +463,7 @@ class Checker:
                 else ModuleList(path, tuple(n for _, n in kids), between, notes=ctx.notes)
             )
         if kind == "ModuleDict":
-            items = self.named(args["layers"], (*path, "layers"), "ModuleDict 'layers'", ctx)
+            items = self.named(args["layers"], (*path, "layers"), "ModuleDict", ctx)
             if items is None:
                 return None
             kids = self.children(items, inner, inline=False)
@@ -490,7 +502,7 @@ class Checker:
         if (
             not isinstance(inputs, list)
             or not inputs
-            or not all(isinstance(i, str) and _NAME.match(i) for i in inputs)
+            or not all(isinstance(i, str) and LAYER_NAME.match(i) for i in inputs)
         ):
             self.error(
                 (*path, "inputs"),
@@ -498,7 +510,7 @@ class Checker:
                 ctx=ctx,
             )
             return None
-        items = self.named(args["nodes"], (*path, "nodes"), "Graph 'nodes'", ctx)
+        items = self.named(args["nodes"], (*path, "nodes"), "Graph", ctx)
         if items is None:
             return None
         if not items:
@@ -759,7 +771,7 @@ class Checker:
                 return None
             out = {}
             for name, value in raw.items():
-                if not _NAME.match(name):
+                if not LAYER_NAME.match(name):
                     self.error(
                         (*path, name),
                         f"input name '{name}' must use only letters, digits and '_'",

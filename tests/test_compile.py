@@ -267,6 +267,7 @@ def test_meta_device_and_dtype() -> None:
     assert all(p.dtype == torch.bfloat16 for p in model.parameters())
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:FutureWarning")
 def test_jit_script_and_torch_compile() -> None:
     spec = ROOT / "examples" / "resnet18.yaml"
     model = specnet.build(spec).eval()
