@@ -6,7 +6,8 @@ For each model: build time (specnet.build from the file, and from an already
 loaded Spec) against constructing the hand-written module, and forward time at
 batch 1 and 64, inference (no_grad) and a training step (forward, backward),
 with the same weights. Timings are medians of interleaved rounds of
-torch.utils.benchmark measurements; ratios are specnet / hand-written.
+torch.utils.benchmark measurements; the ratio (specnet / hand-written) is the
+median of the rounds' ratios.
 """
 
 from __future__ import annotations
@@ -82,12 +83,19 @@ def compare(
     label: str, mine: Callable[[], Any], theirs: Callable[[], Any], rounds: int, min_run_time: float
 ) -> None:
     a, b = [], []
-    for _ in range(rounds):  # interleaved, so drifts in machine load hit both
-        a.append(median_time(mine, min_run_time))
-        b.append(median_time(theirs, min_run_time))
+    for i in range(rounds):  # interleaved, so drifts in machine load hit both
+        if i % 2:  # and in turn first, so neither always follows the other
+            b.append(median_time(theirs, min_run_time))
+            a.append(median_time(mine, min_run_time))
+        else:
+            a.append(median_time(mine, min_run_time))
+            b.append(median_time(theirs, min_run_time))
     ma, mb = statistics.median(a), statistics.median(b)
+    # The ratio of each round's neighbouring measurements, then their median:
+    # a slow spell of the machine lands on one round's pair, not on one contestant.
+    ratio = statistics.median(x / y for x, y in zip(a, b, strict=True))
     print(
-        f"  {label:<28} specnet {ma * 1e3:9.3f} ms   hand {mb * 1e3:9.3f} ms   ratio {ma / mb:5.3f}"
+        f"  {label:<28} specnet {ma * 1e3:9.3f} ms   hand {mb * 1e3:9.3f} ms   ratio {ratio:5.3f}"
     )
 
 
