@@ -85,39 +85,49 @@ def attach(parent: nn.Module, children: list[tuple[str, nn.Module]]) -> None:
         parent._modules.update(children)
 
 
-class Sequential(nn.Sequential):
-    """``nn.Sequential`` (same children, methods and ``state_dict``) with a faster ``forward``.
-
-    Children are looked up at each call, so ``append``, ``insert``, ``del`` and
-    replacing a child behave as in ``nn.Sequential``.
-    """
-
-    def forward(self, input: Tensor) -> Tensor:
-        if not is_scripting():  # noqa: SIM102 - TorchScript skips only this exact test
-            if direct_calls():
-                out: Tensor = self._direct(input)
-                return out
-        for module in self:
-            input = module(input)
-        return input
-
-    @torch.jit.unused
-    def _direct(self, input: Any) -> Any:
-        return chain(self._modules.values(), input)
-
-
-class LayerList(nn.Module):
-    """A ``ModuleList`` spec: ``.layers`` (an ``nn.ModuleList``) applied in order."""
-
-    def __init__(self, layers: list[nn.Module]) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
+class _DirectCalls(nn.Module):
+    """``forward`` runs ``_direct`` where :func:`direct_calls` allows, ``_loop`` elsewhere."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not is_scripting():  # noqa: SIM102 - TorchScript skips only this exact test
             if direct_calls():
                 out: Tensor = self._direct(x)
                 return out
+        return self._loop(x)
+
+    def _loop(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    @torch.jit.unused
+    def _direct(self, x: Any) -> Any:
+        raise NotImplementedError
+
+
+class Sequential(_DirectCalls, nn.Sequential):
+    """``nn.Sequential`` (same children, methods and ``state_dict``) with a faster ``forward``.
+
+    Children are looked up at each call, so ``append``, ``insert``, ``del`` and
+    replacing a child behave as in ``nn.Sequential``.
+    """
+
+    def _loop(self, x: Tensor) -> Tensor:
+        for module in self:
+            x = module(x)
+        return x
+
+    @torch.jit.unused
+    def _direct(self, x: Any) -> Any:
+        return chain(self._modules.values(), x)
+
+
+class LayerList(_DirectCalls):
+    """A ``ModuleList`` spec: ``.layers`` (an ``nn.ModuleList``) applied in order."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+    def _loop(self, x: Tensor) -> Tensor:
         for layer in self.layers:
             x = layer(x)
         return x
@@ -127,7 +137,7 @@ class LayerList(nn.Module):
         return chain(self.layers._modules.values(), x)
 
 
-class LayerListBetween(nn.Module):
+class LayerListBetween(_DirectCalls):
     """A ``ModuleList`` spec with ``between``: ``x = between(layer(x))`` for each layer."""
 
     def __init__(self, layers: list[nn.Module], between: nn.Module) -> None:
@@ -135,11 +145,7 @@ class LayerListBetween(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.between = between
 
-    def forward(self, x: Tensor) -> Tensor:
-        if not is_scripting():  # noqa: SIM102 - TorchScript skips only this exact test
-            if direct_calls():
-                out: Tensor = self._direct(x)
-                return out
+    def _loop(self, x: Tensor) -> Tensor:
         for layer in self.layers:
             x = self.between(layer(x))
         return x
