@@ -28,7 +28,7 @@ from ._containers import (
 )
 from ._errors import SpecError, SpecValidationError
 from ._infer import Step, infer
-from ._registry import layers
+from ._registry import layers, name_taken
 from ._source import SourceMap
 from ._spec import Spec
 
@@ -63,7 +63,7 @@ def _check_names(step: Step, source: SourceMap) -> None:
     taken = container_attributes().get(step.kind, frozenset())
     for name, child in step.children:
         if name in taken:
-            msg = f"'{name}' is already an attribute of the built {step.kind}; choose another name"
+            msg = name_taken(step.kind, name)
             raise SpecValidationError([source.error(child.node.path, msg, key=True)])
 
 

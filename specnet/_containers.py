@@ -9,7 +9,7 @@ has a ``ReLU`` module. So these containers call a child's ``forward`` directly
 exactly when ``_call_impl`` itself would go straight to it: the child has no
 hooks and no ``Module.compile()``, no global module hook is registered, nothing
 traces or profiles (``torch.jit.trace``, ``torch.fx``, ``torch.compile``,
-``torch.profiler``) and ``Module.__call__`` is torch's own. Otherwise they call
+``torch.profiler``) and ``__call__`` and ``_call_impl`` are torch's own. Otherwise they call
 the child as usual, so hooks, tracers, profilers and compilers see every call.
 Under ``torch.jit.script`` the plain loop is compiled.
 """
@@ -35,7 +35,9 @@ __all__ = [
     "direct_calls",
 ]
 
-_CALL = nn.Module.__call__
+_CALL = nn.Module._wrapped_call_impl
+"""What torch's ``Module.__call__`` is (fx, for one, replaces ``__call__`` while it traces)."""
+_CALL_IMPL = nn.Module._call_impl
 
 
 def direct_calls() -> bool:
@@ -64,6 +66,8 @@ def chain(modules: Iterable[nn.Module | None], x: Any) -> Any:
             or module._backward_hooks  # type: ignore[union-attr]
             or module._compiled_call_impl is not None  # type: ignore[union-attr]
             or type(module).__call__ is not _CALL
+            or type(module)._call_impl is not _CALL_IMPL  # type: ignore[union-attr]
+            or "_call_impl" in module.__dict__
         ):
             x = module(x)  # type: ignore[misc]
         else:
@@ -88,12 +92,12 @@ def attach(parent: nn.Module, children: list[tuple[str, nn.Module]]) -> None:
 class _DirectCalls(nn.Module):
     """``forward`` runs ``_direct`` where :func:`direct_calls` allows, ``_loop`` elsewhere."""
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, input: Tensor) -> Tensor:  # nn.Sequential's name for it
         if not is_scripting():  # noqa: SIM102 - TorchScript skips only this exact test
             if direct_calls():
-                out: Tensor = self._direct(x)
+                out: Tensor = self._direct(input)
                 return out
-        return self._loop(x)
+        return self._loop(input)
 
     def _loop(self, x: Tensor) -> Tensor:
         raise NotImplementedError

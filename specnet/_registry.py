@@ -32,6 +32,7 @@ __all__ = [
     "catalog",
     "layers",
     "losses",
+    "name_taken",
     "optimizers",
     "register",
     "schedulers",
@@ -139,6 +140,14 @@ def catalog() -> dict[str, Any]:
     text = resources.files("specnet").joinpath("_catalog.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
+
+
+_BUILT = {"Sequential": "nn.Sequential", "ModuleDict": "nn.ModuleDict", "Graph": "graph module"}
+
+
+def name_taken(container: str, name: str) -> str:
+    """The error for a child named like an attribute its built container has."""
+    return f"'{name}' is already an attribute of the built {_BUILT[container]}; choose another name"
 
 
 @functools.cache
@@ -431,11 +440,15 @@ def register(
     """
 
     def add(target: type) -> type:
+        from torch import nn
+
+        if not (inspect.isclass(target) and issubclass(target, nn.Module)):
+            raise TypeError(f"register takes an nn.Module subclass, got {target!r}")
         type_name = name or target.__name__
         reg = layers()
         if not replace and (type_name in reg or type_name in CONTAINERS):
             raise ValueError(f"layer type '{type_name}' is already registered")
-        sig = inspect.signature(target.__init__, eval_str=True)  # type: ignore[misc]
+        sig = inspect.signature(target.__init__, eval_str=True)
         params = tuple(
             _param_from_signature(p)
             for p in list(sig.parameters.values())[1:]

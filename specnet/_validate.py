@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ._errors import ErrorItem, Path, SpecValidationError, did_you_mean, format_path
-from ._registry import CONTAINERS, TypeDef, attributes, layers
+from ._registry import CONTAINERS, TypeDef, attributes, layers, name_taken
 from ._source import Document
 from ._spec import (
     DTYPES,
@@ -46,7 +46,6 @@ LAYER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 """Names of a container's children (and of graph inputs)."""
 _BLOCK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NODE_KEYS = ("type", "repeat", "input")
-_BUILT = {"Sequential": "nn.Sequential", "ModuleDict": "nn.ModuleDict", "Graph": "graph module"}
 _TOP_KEYS = ("version", "name", "input", "blocks", "model", "train")
 _PARAM_TYPES = {
     "int": "int",
@@ -384,8 +383,7 @@ class Checker:
             if name in taken:
                 self.error(
                     (*path, name),
-                    f"'{name}' is already an attribute of the built {_BUILT[container]}; "
-                    "choose another name",
+                    name_taken(container, name),
                     key=True,
                     ctx=ctx,
                 )  # kept: its layer is still checked, and no error follows from its absence

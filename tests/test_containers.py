@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import copy
 import pickle
+import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -60,19 +62,19 @@ def children(model: nn.Module) -> list[nn.Module]:
 
 @contextmanager
 def counting_calls() -> Iterator[list[nn.Module]]:
-    """Every module that goes through ``Module._call_impl``."""
+    """Every module that goes through ``Module._call_impl``, as a profiler sees it."""
     seen: list[nn.Module] = []
-    original = nn.Module._call_impl
+    code = nn.Module._call_impl.__code__
 
-    def counted(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        seen.append(self)
-        return original(self, *args, **kwargs)
+    def profile(frame: FrameType, event: str, _arg: Any) -> None:
+        if event == "call" and frame.f_code is code:
+            seen.append(frame.f_locals["self"])
 
-    nn.Module._call_impl = counted  # type: ignore[method-assign]
+    sys.setprofile(profile)
     try:
         yield seen
     finally:
-        nn.Module._call_impl = original  # type: ignore[method-assign]
+        sys.setprofile(None)
 
 
 @pytest.fixture(params=sorted(SPECS))
@@ -106,6 +108,12 @@ LOCAL_HOOKS: dict[str, HookSetup] = {
     "forward_pre": lambda m, log: m.register_forward_pre_hook(lambda *_: log.append("pre")),
     "forward_pre_kwargs": lambda m, log: m.register_forward_pre_hook(
         lambda *_: log.append("pre_kwargs"), with_kwargs=True
+    ),
+    "forward_kwargs": lambda m, log: m.register_forward_hook(
+        lambda *_: log.append("forward_kwargs"), with_kwargs=True
+    ),
+    "forward_always": lambda m, log: m.register_forward_hook(
+        lambda *_: log.append("forward_always"), always_call=True
     ),
     "full_backward": lambda m, log: m.register_full_backward_hook(
         lambda *_: log.append("backward")
@@ -144,10 +152,7 @@ def test_every_kind_of_hook_runs_as_in_torch_containers(model: nn.Module, kind: 
     finally:
         handle.remove()
     assert ours, f"the {kind} hook never ran"
-    if kind in GLOBAL_HOOKS:  # the counts differ by the containers themselves
-        assert set(ours) == set(log)
-    else:
-        assert ours == log
+    assert ours == log  # a global hook: once for the container, once per child call
 
 
 def test_a_hook_that_changes_the_output_is_applied() -> None:
@@ -187,6 +192,45 @@ def test_a_child_with_its_own_call_is_called() -> None:
     torch.testing.assert_close(model(x), model.fc2(2 * model.fc1(x)))
 
 
+class Doubled(nn.Tanh):
+    """A layer that changes its own call, not its forward."""
+
+    def _call_impl(self, *args: Any, **kwargs: Any) -> Any:
+        return 2 * super()._call_impl(*args, **kwargs)
+
+
+def test_a_child_that_changes_its_call_impl_is_called_through_it() -> None:
+    model = specnet.build(SEQUENTIAL)
+    x = torch.randn(2, 6)
+    model.act = Doubled()
+    torch.testing.assert_close(model(x), model.fc2(2 * torch.tanh(model.fc1(x))))
+    model.act = nn.Tanh()
+    model.act._call_impl = lambda x: -x  # on the instance
+    torch.testing.assert_close(model(x), model.fc2(-model.fc1(x)))
+
+
+@pytest.mark.parametrize("method", ["__call__", "_call_impl"])
+def test_a_patched_module_call_is_honoured(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """Tools that wrap every module call (as torch.fx does while tracing) see the children."""
+    model = specnet.build(SEQUENTIAL)
+    original = getattr(nn.Module, method)
+    called: list[str] = []
+
+    def wrapped(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        called.append(type(self).__name__)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, method, wrapped)
+    model(torch.randn(2, 6))
+    assert called == ["Sequential", "Linear", "Tanh", "Linear"]
+
+
+def test_the_input_keyword_of_nn_sequential() -> None:
+    model = specnet.build(SEQUENTIAL)
+    x = torch.randn(2, 6)
+    torch.testing.assert_close(model(input=x), reference(model)(input=x))
+
+
 def test_mutating_the_sequential_changes_what_runs() -> None:
     model = specnet.build(SEQUENTIAL)
     x = torch.randn(2, 6)
@@ -219,6 +263,19 @@ def test_the_profiler_sees_every_child() -> None:
     with torch.profiler.profile(activities=cpu), counting_calls() as seen:
         model(torch.randn(2, 6))
     assert seen == [model, model.fc1, model.act, model.fc2]
+
+
+def test_torch_compile_sees_every_child() -> None:
+    model = specnet.build(SEQUENTIAL)
+    stacks: list[str] = []
+
+    def backend(gm: torch.fx.GraphModule, _inputs: Any) -> Callable[..., Any]:
+        for node in gm.graph.nodes:
+            stacks.extend(path for path, _ in node.meta.get("nn_module_stack", {}).values())
+        return gm.forward
+
+    torch.compile(model, backend=backend)(torch.randn(2, 6))
+    assert {path.rsplit(".", 1)[-1] for path in stacks} == {"fc1", "act", "fc2"}
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:FutureWarning")

@@ -308,6 +308,8 @@ def test_register_custom_layer() -> None:
     import torch
     from torch import nn
 
+    from specnet._registry import layers
+
     class Swish(nn.Module):
         """x * sigmoid(beta * x)."""
 
@@ -327,10 +329,16 @@ def test_register_custom_layer() -> None:
         ]
         with pytest.raises(ValueError, match="already registered"):
             specnet.register(Swish)
+
+        class NotAModule:
+            def __init__(self, scale: float = 1.0) -> None:
+                self.scale = scale
+
+        with pytest.raises(TypeError, match=r"nn\.Module subclass"):
+            specnet.register(NotAModule, shape=lambda args, shape: shape)
+        assert "NotAModule" not in layers()
         from specnet._jsonschema import build_schema
 
         assert "layer.Swish" in build_schema()["definitions"]
     finally:
-        from specnet._registry import layers
-
         layers().remove("Swish")
