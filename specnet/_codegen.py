@@ -73,10 +73,6 @@ def _attr(container: str, name: str) -> str:
     return f"getattr(self, {name!r})"
 
 
-_INLINED = {"Add": (), "Mul": (), "Concat": ("dim",)}
-"""The ops written inline, with the arguments their expression uses."""
-
-
 def _inline(kind: str, args: dict[str, Any], xs: Sequence[str]) -> str | None:
     """specnet's multi-input ops as expressions, as a hand-written forward has them."""
     if kind == "Add":
@@ -104,9 +100,8 @@ def module_class(
     key = (
         name,
         tuple(inputs),
-        tuple(
-            (c, k, refs, args.get("dim") if k == "Concat" else None) for c, k, refs, args in calls
-        ),
+        # An inlined op's expression (over its input names) is all its arguments decide.
+        tuple((c, k, refs, _inline(k, args, refs)) for c, k, refs, args in calls),
         tuple(outputs),
         tuple_output,
         container,

@@ -9,9 +9,9 @@ has a ``ReLU`` module. So these containers call a child's ``forward`` directly
 exactly when ``_call_impl`` itself would go straight to it: the child has no
 hooks and no ``Module.compile()``, no global module hook is registered, nothing
 traces or profiles (``torch.jit.trace``, ``torch.fx``, ``torch.compile``,
-``torch.profiler``) and ``__call__`` and ``_call_impl`` are torch's own. Otherwise they call
-the child as usual, so hooks, tracers, profilers and compilers see every call.
-Under ``torch.jit.script`` the plain loop is compiled.
+``torch.profiler``) and ``__call__`` and ``_call_impl`` are torch's own.
+Otherwise they call the child as usual, so hooks, tracers, profilers and
+compilers see every call. Under ``torch.jit.script`` the plain loop is compiled.
 """
 
 from __future__ import annotations
