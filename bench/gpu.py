@@ -137,7 +137,7 @@ def run_hand(w: Workload, ds: TensorDataset, device: torch.device, args: Any) ->
 def run_specnet(w: Workload, ds: TensorDataset, device: torch.device, args: Any) -> list[float]:
     """Seconds per epoch of specnet.Trainer on the model built from the spec."""
     import specnet
-    from specnet._overrides import load_with_overrides
+    from specnet._front.overrides import load_with_overrides
 
     spec = load_with_overrides(w.spec, w.overrides)
     torch.manual_seed(0)

@@ -206,7 +206,7 @@ def main() -> None:
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
-    from specnet._trainer import resolve_device
+    from specnet._train.trainer import resolve_device
 
     device = resolve_device(args.device)
     ds = data(args.samples)

@@ -7,20 +7,21 @@ needs, and builds the ``nn.Module``.
 
 import typing as _typing
 
-from ._api import build, load, summary, validate
-from ._errors import (
+from specnet._front.errors import (
     ErrorItem,
     SpecError,
     SpecShapeError,
     SpecSyntaxError,
     SpecValidationError,
 )
-from ._registry import register
-from ._spec import Spec, TensorSpec
-from ._trainspec import TrainSpec
+from specnet._front.registry import register
+from specnet._front.spec import Spec, TensorSpec
+from specnet._front.trainspec import TrainSpec
+
+from ._api import build, load, summary, validate
 
 if _typing.TYPE_CHECKING:
-    from ._trainer import Callback, Trainer
+    from specnet._train.trainer import Callback, Trainer
 
 __version__ = "0.1.0"
 
@@ -44,7 +45,7 @@ __all__ = [
 ]
 
 # The training names import torch; `import specnet` (and `specnet validate`) does not.
-_LAZY = {"Callback": "._trainer", "Trainer": "._trainer"}
+_LAZY = {"Callback": "._train.trainer", "Trainer": "._train.trainer"}
 
 
 def __getattr__(name: str) -> _typing.Any:

@@ -1,3 +1,3 @@
-from ._cli import main
+from specnet._cli.main import main
 
 raise SystemExit(main())

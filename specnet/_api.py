@@ -6,10 +6,10 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._source import read_document
-from ._spec import Spec
-from ._trainspec import check_train
-from ._validate import validate_document
+from specnet._front.source import read_document
+from specnet._front.spec import Spec
+from specnet._front.trainspec import check_train
+from specnet._front.validate import validate_document
 
 __all__ = ["SpecSource", "build", "load", "summary", "validate"]
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-    from ._summary import Summary
+    from specnet._build.summary import Summary
 
 SpecSource = str | os.PathLike[str] | Mapping[str, Any] | Spec
 
@@ -35,7 +35,7 @@ def load(source: SpecSource) -> Spec:
 
 def check(source: SpecSource) -> Spec:
     """Load a spec and run shape inference (without torch): every error a build would find."""
-    from ._infer import infer
+    from specnet._front.infer import infer
 
     spec = load(source)
     infer(spec)
@@ -44,7 +44,7 @@ def check(source: SpecSource) -> Spec:
 
 def validate(source: SpecSource) -> list[str]:
     """Check a spec, shapes included; returns the error lines (empty when it is valid)."""
-    from ._errors import SpecError
+    from specnet._front.errors import SpecError
 
     try:
         check(source)
@@ -68,7 +68,7 @@ def build(
     """
     import torch
 
-    from ._compile import build_module
+    from specnet._build.compiler import build_module
 
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
@@ -81,6 +81,6 @@ def summary(source: SpecSource) -> Summary:
     Computed from the spec (shape inference and a build on the meta device),
     without a forward pass on real data; ``str()`` renders a table.
     """
-    from ._summary import summarize
+    from specnet._build.summary import summarize
 
     return summarize(load(source))

@@ -15,7 +15,7 @@ import pytest
 
 import specnet
 from specnet import SpecError
-from specnet._errors import format_path
+from specnet._front.errors import format_path
 
 BAD = Path(__file__).resolve().parent / "bad"
 FILES = sorted(p for p in BAD.glob("*") if p.suffix in (".yaml", ".json"))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from specnet._cli import main
+from specnet._cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +56,7 @@ def test_schema_check_detects_a_stale_file(tmp_path: Path) -> None:
 def test_help_is_fast_and_does_not_import_torch() -> None:
     code = (
         "import sys, time; t = time.perf_counter()\n"
-        "from specnet._cli import main\n"
+        "from specnet._cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "print(time.perf_counter() - t)"
@@ -71,7 +71,7 @@ def test_validate_does_not_import_torch(tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("input: [4]\nmodel: {type: Linear, out_features: 2}\n")
     code = (
-        "import sys\nfrom specnet._cli import main\n"
+        "import sys\nfrom specnet._cli.main import main\n"
         f"assert main(['validate', '-q', {str(spec)!r}]) == 0\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
@@ -132,7 +132,7 @@ def test_export_onnx_matches_torch(tmp_path: Path) -> None:
     x = np.random.default_rng(0).standard_normal((1, 1, 32, 32)).astype(np.float32)
     (y,) = session.run(None, {session.get_inputs()[0].name: x})
     assert y.shape == (1, 10) and np.isfinite(y).all()
-    from specnet._export import export_onnx
+    from specnet._build.export import export_onnx
 
     torch.manual_seed(0)
     path2 = tmp_path / "lenet2.onnx"
@@ -148,7 +148,7 @@ def test_validate_finds_shape_errors_without_torch(tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("input: [3, 4, 4]\nmodel: {type: Conv2d, out_channels: 2, kernel_size: 9}\n")
     code = (
-        "import sys\nfrom specnet._cli import main\n"
+        "import sys\nfrom specnet._cli.main import main\n"
         f"assert main(['validate', '-q', {str(spec)!r}]) == 1\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )

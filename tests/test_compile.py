@@ -295,7 +295,7 @@ def test_summary_counts_params_and_macs() -> None:
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
 def test_python_export_is_equivalent(path: Path) -> None:
-    from specnet._export import python_source
+    from specnet._build.export import python_source
 
     spec = specnet.load(path)
     source = python_source(spec)

@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 import specnet
-from specnet._data import check_fits, embedding_size, load_dataset, model_output_shape
-from specnet._spec import TensorSpec
-from specnet._trainspec import Component
+from specnet._front.spec import TensorSpec
+from specnet._front.trainspec import Component
+from specnet._train.data import check_fits, embedding_size, load_dataset, model_output_shape
 
 GRAY = TensorSpec(shape=(1, 28, 28))
 RGB = TensorSpec(shape=(3, 32, 32))

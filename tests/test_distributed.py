@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from specnet import Trainer
-from specnet._distributed import BatchOrder, loss_weight, shard
+from specnet._train.distributed import BatchOrder, loss_weight, shard
 
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
     pytest.skip("this torch build has no gloo backend", allow_module_level=True)
@@ -179,8 +179,8 @@ def test_nproc_must_be_positive(tmp_path: Path) -> None:
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from specnet import _checkpoint
-    from specnet._cli import main
+    from specnet._train import checkpoint as _checkpoint
+    from specnet._cli.main import main
 
     kill = int(sys.argv[1])
     original = _checkpoint.Checkpointer.on_batch_end

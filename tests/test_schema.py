@@ -13,8 +13,8 @@ import jsonschema
 import pytest
 
 import specnet
-from specnet._jsonschema import schema_text
-from specnet._source import read_document
+from specnet._front.schema import schema_text
+from specnet._front.source import read_document
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = ROOT / "schemas" / "specnet.schema.json"

@@ -17,9 +17,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from specnet._registry import layers
-from specnet._rules import RULES, with_defaults
-from specnet._shapes import INFERS, Out, ShapeMismatch, T, Value
+from specnet._front.registry import layers
+from specnet._front.rules import RULES, with_defaults
+from specnet._front.shapes import INFERS, Out, ShapeMismatch, T, Value
 
 BATCH = 2
 
@@ -456,7 +456,7 @@ def test_number_of_inputs() -> None:
 
 
 def test_rules_do_not_import_torch() -> None:
-    code = "import sys, specnet._rules; sys.exit('torch' in sys.modules)"
+    code = "import sys, specnet._front.rules; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 

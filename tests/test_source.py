@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from specnet import SpecSyntaxError
-from specnet._source import MAX_BYTES, MAX_DEPTH, MAX_NODES, read_document
+from specnet._front.source import MAX_BYTES, MAX_DEPTH, MAX_NODES, read_document
 
 
 def test_positions_of_keys_and_values() -> None:

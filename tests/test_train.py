@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 import specnet
 from specnet import Callback, Trainer
-from specnet._checkpoint import Checkpointer, latest_checkpoint, load_state, load_weights
+from specnet._train.checkpoint import Checkpointer, latest_checkpoint, load_state, load_weights
 
 
 class SimpleNN(nn.Module):

@@ -13,8 +13,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from specnet._cli import main
-from specnet._overrides import OverrideError, load_with_overrides, parse_override
+from specnet._cli.main import main
+from specnet._front.overrides import OverrideError, load_with_overrides, parse_override
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -253,7 +253,7 @@ def test_usage_and_resume_errors(
 
 def test_subcommand_help_does_not_import_torch() -> None:
     code = (
-        "import sys\nfrom specnet._cli import main\n"
+        "import sys\nfrom specnet._cli.main import main\n"
         "for cmd in ('train', 'evaluate', 'predict'):\n"
         "    try:\n        main([cmd, '--help'])\n    except SystemExit:\n        pass\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"

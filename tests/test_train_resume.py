@@ -14,14 +14,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from specnet import _checkpoint
-from specnet._checkpoint import (
+from specnet._cli.main import main
+from specnet._train import checkpoint as _checkpoint
+from specnet._train.checkpoint import (
     CheckpointError,
     latest_checkpoint,
     load_state,
     save_checkpoint,
 )
-from specnet._cli import main
 
 # Digits with dropout (so the random state matters), 23 batches per epoch, 3 epochs.
 SPEC = """\
@@ -48,8 +48,8 @@ train:
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from specnet import _checkpoint
-    from specnet._cli import main
+    from specnet._train import checkpoint as _checkpoint
+    from specnet._cli.main import main
 
     kill_step, where = int(sys.argv[1]), sys.argv[2]
     if where == "batch":

@@ -8,7 +8,7 @@ import pytest
 
 import specnet
 from specnet import SpecError, SpecValidationError
-from specnet._spec import Graph, Layer, ModuleDict, ModuleList, Sequential
+from specnet._front.spec import Graph, Layer, ModuleDict, ModuleList, Sequential
 
 
 def errors(text: str) -> list[str]:
@@ -308,7 +308,7 @@ def test_register_custom_layer() -> None:
     import torch
     from torch import nn
 
-    from specnet._registry import layers
+    from specnet._front.registry import layers
 
     class Swish(nn.Module):
         """x * sigmoid(beta * x)."""
@@ -337,7 +337,7 @@ def test_register_custom_layer() -> None:
         with pytest.raises(TypeError, match=r"nn\.Module subclass"):
             specnet.register(NotAModule, shape=lambda args, shape: shape)
         assert "NotAModule" not in layers()
-        from specnet._jsonschema import build_schema
+        from specnet._front.schema import build_schema
 
         assert "layer.Swish" in build_schema()["definitions"]
     finally:

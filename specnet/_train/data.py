@@ -27,10 +27,10 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset
 
-from ._errors import ErrorItem, Path, SpecValidationError
-from ._source import SourceMap
-from ._spec import TensorSpec
-from ._trainspec import Component, datasets, transforms
+from specnet._front.errors import ErrorItem, Path, SpecValidationError
+from specnet._front.source import SourceMap
+from specnet._front.spec import TensorSpec
+from specnet._front.trainspec import Component, datasets, transforms
 
 __all__ = [
     "Split",

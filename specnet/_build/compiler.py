@@ -18,19 +18,19 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._codegen import Call, module_class
-from ._containers import (
+from .codegen import Call, module_class
+from .containers import (
     LayerList,
     LayerListBetween,
     Sequential,
     attach,
     container_attributes,
 )
-from ._errors import SpecError, SpecValidationError
-from ._infer import Step, infer
-from ._registry import layers, name_taken
-from ._source import SourceMap
-from ._spec import Spec
+from specnet._front.errors import SpecError, SpecValidationError
+from specnet._front.infer import Step, infer
+from specnet._front.registry import layers, name_taken
+from specnet._front.source import SourceMap
+from specnet._front.spec import Spec
 
 __all__ = ["build_module", "materialize"]
 

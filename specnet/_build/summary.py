@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ._infer import Step, infer
-from ._shapes import show
-from ._spec import Spec
+from specnet._front.infer import Step, infer
+from specnet._front.shapes import show
+from specnet._front.spec import Spec
 
 __all__ = ["Row", "Summary", "summarize"]
 
@@ -85,7 +85,7 @@ def summarize(spec: Spec) -> Summary:
     """The summary of a spec's model (torch is used only on the meta device)."""
     import torch
 
-    from ._compile import materialize
+    from .compiler import materialize
 
     plan = infer(spec)
     with torch.device("meta"):

@@ -169,7 +169,7 @@ def container_attributes() -> dict[str, frozenset[str]]:
     Keyed by the spec's container kind, for the classes a build makes (a
     ModuleList spec's children sit in an ``nn.ModuleList``, under numbers).
     """
-    from ._codegen import GeneratedModule
+    from .codegen import GeneratedModule
 
     kinds: dict[str, nn.Module] = {
         "Sequential": Sequential(),

@@ -14,9 +14,9 @@ import keyword
 from pathlib import Path
 from typing import Any
 
-from ._infer import Step, infer
-from ._registry import layers
-from ._spec import Spec
+from specnet._front.infer import Step, infer
+from specnet._front.registry import layers
+from specnet._front.spec import Spec
 
 __all__ = ["export_onnx", "python_source"]
 
@@ -58,7 +58,7 @@ class _Writer:
             return f"nn.Sequential(OrderedDict([{items}]))"
         if step.kind in ("ModuleList", "ModuleDict", "Graph"):
             return f"{self.container(step)}()"
-        from . import _ops
+        from . import ops as _ops
 
         t = layers()[step.kind]
         prefix = "nn."
@@ -135,7 +135,7 @@ class _Writer:
 
 def python_source(spec: Spec) -> str:
     """Plain PyTorch source equivalent to ``specnet.build(spec)``; defines ``Model``."""
-    from . import _ops
+    from . import ops as _ops
 
     w = _Writer()
     top = w.expr(infer(spec))
@@ -157,7 +157,7 @@ def export_onnx(spec: Spec, path: str | Path, batch: int = 1, model: Any = None)
     """
     import torch
 
-    from ._compile import build_module
+    from .compiler import build_module
 
     model = (model if model is not None else build_module(spec)).eval()
     examples = tuple(

@@ -40,14 +40,15 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
-from . import _distributed
-from ._registry import losses, optimizers, schedulers
-from ._spec import TensorSpec
-from ._trainspec import Component, TrainSpec
+from specnet._front.registry import losses, optimizers, schedulers
+from specnet._front.spec import TensorSpec
+from specnet._front.trainspec import Component, TrainSpec
+
+from . import distributed as _distributed
 
 if TYPE_CHECKING:
-    from ._source import SourceMap
-    from ._spec import Spec
+    from specnet._front.source import SourceMap
+    from specnet._front.spec import Spec
 
 __all__ = ["HOOKS", "Callback", "Trainer", "resolve_device", "seed_everything"]
 
@@ -247,11 +248,11 @@ class Trainer:
     ``callbacks`` are objects with any of the methods in :data:`HOOKS` (see :class:`Callback`
     and this module's docstring for the order); :meth:`on` adds plain functions.
     :meth:`state_dict` and :meth:`load_state_dict` save and restore everything but the
-    weights (see ``specnet._checkpoint``), random states and the data order included.
+    weights (see ``specnet._train.checkpoint``), random states and the data order included.
 
     Started by torchrun (``WORLD_SIZE`` > 1), the trainer joins the process group, trains
     through ``DistributedDataParallel`` with ``batch_size`` as the global batch (see
-    ``specnet._distributed``), reduces losses and metrics across the processes, and gathers
+    ``specnet._train.distributed``), reduces losses and metrics across the processes, and gathers
     every process's random state into :meth:`state_dict`. Callbacks run in every process;
     :attr:`rank` tells them apart.
     """
@@ -373,7 +374,7 @@ class Trainer:
         """
         t: TrainSpec = spec.train if spec.train is not None else TrainSpec.model_validate({})
         if model is None:
-            from ._api import build
+            from specnet._api import build
 
             seed_everything(t.seed)
             model = build(spec)
@@ -469,7 +470,7 @@ class Trainer:
     def _check_data(self, data: DataLike, what: str) -> None:
         if self.inputs is None or not isinstance(data, Dataset) or not hasattr(data, "__len__"):
             return
-        from ._data import check_fits
+        from .data import check_fits
 
         check_fits(data, what, self.inputs, self.source)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from ._errors import ErrorItem, Path, SpecSyntaxError
+from .errors import ErrorItem, Path, SpecSyntaxError
 
 __all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "Document", "SourceMap", "read_document"]
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import ErrorItem, Path, SpecShapeError
-from ._registry import layers
-from ._rules import RULES, with_defaults
-from ._shapes import ShapeMismatch, T, Value, show
-from ._spec import Graph, Layer, ModuleDict, ModuleList, Node, Sequential, Spec
+from .errors import ErrorItem, Path, SpecShapeError
+from .registry import layers
+from .rules import RULES, with_defaults
+from .shapes import ShapeMismatch, T, Value, show
+from .spec import Graph, Layer, ModuleDict, ModuleList, Node, Sequential, Spec
 
 __all__ = ["Step", "infer"]
 

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ._errors import Path, did_you_mean
-from ._registry import Param, Registry, TypeDef, losses, optimizers, schedulers
-from ._validate import Checker, _Ctx, show
+from .errors import Path, did_you_mean
+from .registry import Param, Registry, TypeDef, losses, optimizers, schedulers
+from .validate import Checker, _Ctx, show
 
 __all__ = ["Component", "TrainSpec", "check_train", "datasets", "transforms"]
 

@@ -3,8 +3,8 @@
 A :class:`TypeDef` holds a type's arguments (name, type, default, doc), which of
 them shape inference fills in, and how to build it. Validation, the JSON Schema,
 the compiler and the summary all read these descriptions; none keeps a list of
-its own. torch's classes are described by ``_catalog.json``, generated from
-torch's signatures and docstrings by ``python -m specnet._catalog_gen``.
+its own. torch's classes are described by ``catalog.json``, generated from
+torch's signatures and docstrings by ``python -m tools.catalog_gen``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Literal
 
-from ._errors import did_you_mean
-from ._types import TypeSpec
+from .errors import did_you_mean
+from .types import TypeSpec
 
 __all__ = [
     "CONTAINERS",
@@ -137,7 +137,7 @@ class Registry(Mapping[str, TypeDef]):
 @functools.cache
 def catalog() -> dict[str, Any]:
     """The generated description of torch's classes."""
-    text = resources.files("specnet").joinpath("_catalog.json").read_text("utf-8")
+    text = resources.files("specnet._front").joinpath("catalog.json").read_text("utf-8")
     data: dict[str, Any] = json.loads(text)
     return data
 
@@ -263,7 +263,7 @@ CONTAINERS.update(_containers())
 
 
 def _ops() -> list[TypeDef]:
-    """specnet's own parameter-free operations (modules in ``specnet._ops``)."""
+    """specnet's own parameter-free operations (modules in ``specnet._build.ops``)."""
     ints: TypeSpec = {"list": "int"}
     dim: TypeSpec = {"union": ["int", ints, "null"]}
     specs: list[tuple[str, tuple[Param, ...], str]] = [
@@ -354,13 +354,13 @@ def _ops() -> list[TypeDef]:
         ),
     ]
     return [
-        TypeDef(name, "op", params, doc, factory=_torch_attr("specnet._ops", name))
+        TypeDef(name, "op", params, doc, factory=_torch_attr("specnet._build.ops", name))
         for name, params, doc in specs
     ]
 
 
 def _from_catalog(section: str, kind: Kind, module: str) -> Registry:
-    from ._rules import INFERS
+    from .rules import INFERS
 
     reg = Registry(
         {"layers": "layer", "losses": "loss", "optimizers": "optimizer", "schedulers": "scheduler"}[
@@ -391,7 +391,7 @@ def layers() -> Registry:
     # takes one input (self-attention), as a layer in a Sequential gets.
     mha = reg["MultiheadAttention"]
     reg.add(
-        dataclasses.replace(mha, factory=_torch_attr("specnet._ops", "MultiheadAttention")),
+        dataclasses.replace(mha, factory=_torch_attr("specnet._build.ops", "MultiheadAttention")),
         replace=True,
     )
     return reg
@@ -413,7 +413,7 @@ def schedulers() -> Registry:
 
 
 def _param_from_signature(p: inspect.Parameter) -> Param:
-    from ._catalog_gen import type_from_annotation
+    from tools.catalog_gen import type_from_annotation
 
     annotation = None if p.annotation is inspect.Parameter.empty else p.annotation
     default = REQUIRED if p.default is inspect.Parameter.empty else p.default

@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
-from ._registry import (
+from .registry import (
     CONTAINERS,
     Param,
     Registry,
@@ -31,10 +31,10 @@ from ._registry import (
     optimizers,
     schedulers,
 )
-from ._spec import DTYPES
-from ._trainspec import TrainSpec, datasets, transforms
-from ._types import json_schema
-from ._validate import LAYER_NAME
+from .spec import DTYPES
+from .trainspec import TrainSpec, datasets, transforms
+from .types import json_schema
+from .validate import LAYER_NAME
 
 __all__ = ["SCHEMA_PATH", "build_schema", "schema_text"]
 

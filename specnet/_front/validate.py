@@ -19,10 +19,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from ._errors import ErrorItem, Path, SpecValidationError, did_you_mean, format_path
-from ._registry import CONTAINERS, TypeDef, attributes, layers, name_taken
-from ._source import Document
-from ._spec import (
+from .errors import ErrorItem, Path, SpecValidationError, did_you_mean, format_path
+from .registry import CONTAINERS, TypeDef, attributes, layers, name_taken
+from .source import Document
+from .spec import (
     DTYPES,
     Graph,
     GraphNode,
@@ -34,7 +34,7 @@ from ._spec import (
     Spec,
     TensorSpec,
 )
-from ._types import describe, pydantic_type, uses_node
+from .types import describe, pydantic_type, uses_node
 
 __all__ = ["LAYER_NAME", "MAX_LAYERS", "Checker", "validate_document"]
 
@@ -931,7 +931,7 @@ def _placeholder(value: Any, ctx: _Ctx) -> bool:
 def _param_typedef_cached(block: str, name: str, spec_key: str) -> TypeDef:
     import json
 
-    from ._registry import Param
+    from .registry import Param
 
     return TypeDef(f"{block}.{name}", "custom", (Param(name, json.loads(spec_key)),))
 

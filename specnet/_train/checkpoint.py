@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ._distributed import world_size_mismatch
-from ._trainer import Callback
+from .distributed import world_size_mismatch
+from .trainer import Callback
 
 if TYPE_CHECKING:
-    from ._trainer import Trainer
+    from .trainer import Trainer
 
 __all__ = [
     "Checkpoint",

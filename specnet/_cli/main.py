@@ -23,8 +23,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from ._api import check
-    from ._errors import SpecError
+    from specnet._api import check
+    from specnet._front.errors import SpecError
 
     status = EXIT_OK
     bad = 0
@@ -48,7 +48,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _schema(args: argparse.Namespace) -> int:
-    from ._jsonschema import schema_text
+    from specnet._front.schema import schema_text
 
     text = schema_text()
     if args.output == "-":
@@ -70,8 +70,8 @@ def _schema(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from ._api import summary
-    from ._errors import SpecError
+    from specnet._api import summary
+    from specnet._front.errors import SpecError
 
     try:
         print(summary(Path(args.file)))
@@ -82,9 +82,9 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from ._api import load
-    from ._errors import SpecError
-    from ._export import export_onnx, python_source
+    from specnet._api import load
+    from specnet._build.export import export_onnx, python_source
+    from specnet._front.errors import SpecError
 
     try:
         spec = load(Path(args.file))
@@ -107,7 +107,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace, file: str) -> Any:
     """The spec ``file`` with ``--set`` applied; raises what _run_command reports."""
-    from ._overrides import load_with_overrides
+    from specnet._front.overrides import load_with_overrides
 
     if not Path(file).is_file():
         raise _Usage(f"{file}: no such file")
@@ -120,9 +120,9 @@ class _Usage(Exception):
 
 def _run_command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     """Run a training command, turning its errors into messages and exit codes."""
-    from ._checkpoint import CheckpointError
-    from ._errors import SpecError
-    from ._overrides import OverrideError
+    from specnet._front.errors import SpecError
+    from specnet._front.overrides import OverrideError
+    from specnet._train.checkpoint import CheckpointError
 
     # Under torchrun every process meets the same error; the first alone reports it.
     quiet = int(os.environ.get("RANK", "0")) != 0
@@ -157,9 +157,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.out is not None and args.resume is None and not args.overwrite:
         _refuse_to_overwrite(Path(args.out))
     spec = _load(args, file)
-    from . import _distributed
-    from ._runs import default_run_dir, train_run
-    from ._trainer import resolve_device
+    from specnet._train import distributed as _distributed
+    from specnet._train.runs import default_run_dir, train_run
+    from specnet._train.trainer import resolve_device
 
     if args.nproc is not None and args.nproc < 1:
         raise _Usage(f"--nproc must be at least 1, got {args.nproc}")
@@ -205,7 +205,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _refuse_to_overwrite(folder: Path) -> None:
     """A run folder with checkpoints is kept unless the command says to start over."""
-    from ._checkpoint import latest_checkpoint
+    from specnet._train.checkpoint import latest_checkpoint
 
     found = latest_checkpoint(folder / "checkpoints")
     if found is not None:
@@ -225,7 +225,12 @@ def _launch(args: argparse.Namespace, folder: Path) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    from ._checkpoint import CheckpointError, check_world_size, latest_checkpoint, load_state
+    from specnet._train.checkpoint import (
+        CheckpointError,
+        check_world_size,
+        latest_checkpoint,
+        load_state,
+    )
 
     n = int(args.nproc)
     if args.resume is not None:  # refuse a different world size before starting N processes
@@ -267,9 +272,9 @@ def _launch(args: argparse.Namespace, folder: Path) -> int:
 
 
 def _model_with_weights(args: argparse.Namespace) -> tuple[Any, Any]:
-    from ._api import build
-    from ._checkpoint import find_checkpoint, load_weights, model_hash
-    from ._trainer import Trainer, resolve_device
+    from specnet._api import build
+    from specnet._train.checkpoint import find_checkpoint, load_weights, model_hash
+    from specnet._train.trainer import Trainer, resolve_device
 
     spec = _load(args, args.file)
     device = resolve_device(spec.train.device if spec.train is not None else "auto")
@@ -279,8 +284,8 @@ def _model_with_weights(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from ._data import check_fits, load_dataset
-    from ._runs import summary_lines
+    from specnet._train.data import check_fits, load_dataset
+    from specnet._train.runs import summary_lines
 
     spec, trainer = _model_with_weights(args)
     t = spec.train
@@ -299,7 +304,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     import torch
 
-    from ._checkpoint import atomic_write
+    from specnet._train.checkpoint import atomic_write
 
     spec, trainer = _model_with_weights(args)
     try:

@@ -1,11 +1,11 @@
 """The shape rule of every layer type: torch.nn's layers and specnet's ops.
 
-Each family of layers has one rule, registered with :func:`specnet._shapes.rule`
+Each family of layers has one rule, registered with :func:`specnet._front.shapes.rule`
 (or :func:`family` for layers that differ only in a number, like ``Conv1d`` ..
 ``Conv3d``). A rule gets the layer's arguments with torch's defaults filled in
 (:func:`with_defaults`) and the per-sample values flowing in, and returns the
 output value, the arguments with the inferred ones filled in and the
-multiply-accumulates of one sample (see :class:`specnet._shapes.Out`).
+multiply-accumulates of one sample (see :class:`specnet._front.shapes.Out`).
 
 Conventions, since specnet's batch dimension is always first and implicit:
 
@@ -31,7 +31,7 @@ import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ._shapes import (
+from .shapes import (
     INFERS,
     MAX_INPUTS,
     RULES,
@@ -50,7 +50,7 @@ from ._shapes import (
 )
 
 if TYPE_CHECKING:
-    from ._registry import TypeDef
+    from .registry import TypeDef
 
 __all__ = ["INFERS", "RULES", "family", "with_defaults"]
 

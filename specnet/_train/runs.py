@@ -7,7 +7,7 @@
         metrics.csv        one row per epoch: epoch, step, train_loss, val_loss, val_<metric>, lr, seconds
         steps.csv          one row every log_every optimizer steps: epoch, step, train_loss, lr
         curves.png         loss and metric curves
-        checkpoints/       see specnet._checkpoint
+        checkpoints/       see specnet._train.checkpoint
         model.safetensors  the final weights
 
 The CSV files are rewritten from the trainer's history when a run resumes, so a step is never
@@ -32,9 +32,11 @@ import yaml
 from torch import nn
 from torch.utils.data import Dataset
 
-from . import _distributed
-from ._api import build
-from ._checkpoint import (
+from specnet._api import build
+from specnet._front.spec import Spec
+
+from . import distributed as _distributed
+from .checkpoint import (
     Checkpointer,
     CheckpointError,
     atomic_write,
@@ -44,7 +46,7 @@ from ._checkpoint import (
     model_hash,
     save_weights,
 )
-from ._data import (
+from .data import (
     check_fits,
     data_error,
     dataset_args,
@@ -52,8 +54,7 @@ from ._data import (
     load_dataset,
     model_output_shape,
 )
-from ._spec import Spec
-from ._trainer import Callback, Trainer, resolve_device, seed_everything
+from .trainer import Callback, Trainer, resolve_device, seed_everything
 
 __all__ = [
     "Progress",

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ._errors import Path, SpecError, format_path
-from ._source import Document, _parse_text, read_document
+from .errors import Path, SpecError, format_path
+from .source import Document, _parse_text, read_document
 
 __all__ = ["Override", "OverrideError", "apply_overrides", "load_with_overrides", "parse_override"]
 
@@ -125,8 +125,8 @@ def load_with_overrides(
 
     Errors about overridden values carry a note ``set by --set KEY=VALUE``.
     """
-    from ._trainspec import check_train
-    from ._validate import validate_document
+    from .trainspec import check_train
+    from .validate import validate_document
 
     parsed = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
     doc: Document = read_document(source)

@@ -13,8 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from ._errors import Path
-from ._source import SourceMap
+from .errors import Path
+from .source import SourceMap
 
 __all__ = [
     "DTYPES",

@@ -1,4 +1,4 @@
-"""Generate ``specnet/_catalog.json`` by introspecting the installed torch.
+"""Generate ``specnet/_front/catalog.json`` by introspecting the installed torch.
 
 The catalog is the single description of every torch class a spec may name: for each
 layer, loss, optimizer and LR scheduler it lists the constructor arguments (in signature
@@ -6,7 +6,7 @@ order) with their type, default and a one-line description, all taken from torch
 signatures and docstrings.  A handful of cases that introspection cannot get right are
 fixed by the explicit override tables below; each entry says why.
 
-Run ``python -m specnet._catalog_gen`` to rewrite the JSON file next to this module;
+Run ``python -m tools.catalog_gen`` to rewrite the JSON file next to this module;
 :func:`generate` returns the same data as a JSON-able dict (a test compares the two).
 
 Type grammar written to the JSON (``TYPE``)::
@@ -35,12 +35,12 @@ from torch import nn, optim
 from torch.nn.modules.loss import _Loss
 from torch.optim import lr_scheduler
 
-from ._containers import container_attributes
+from specnet._build.containers import container_attributes
 
 TypeSpec: TypeAlias = "str | dict[str, Any]"
 Entry: TypeAlias = "dict[str, Any]"
 
-CATALOG_PATH = Path(__file__).with_name("_catalog.json")
+CATALOG_PATH = Path(__file__).parents[1] / "specnet" / "_front" / "catalog.json"
 
 #: Longest ``doc`` string written for a class or a parameter.
 MAX_DOC = 300
@@ -812,7 +812,7 @@ def generate() -> dict[str, Any]:
 
 
 def dumps(catalog: dict[str, Any]) -> str:
-    """The exact text written to ``_catalog.json``."""
+    """The exact text written to ``catalog.json``."""
     return json.dumps(catalog, sort_keys=True, indent=1, ensure_ascii=False) + "\n"
 
 

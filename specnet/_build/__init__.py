@@ -1,0 +1,1 @@
+"""The compiler: a checked spec becomes an nn.Module tree (imports torch)."""

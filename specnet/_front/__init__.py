@@ -1,0 +1,1 @@
+"""The torch-free front end: reading, validating and shape-checking specs."""

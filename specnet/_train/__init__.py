@@ -1,0 +1,1 @@
+"""Training: the Trainer, data sets, checkpoints, run folders, several processes."""
