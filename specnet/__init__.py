@@ -14,13 +14,14 @@ from specnet._front.errors import (
     SpecSyntaxError,
     SpecValidationError,
 )
-from specnet._front.registry import register
+from specnet._front.registry import list_layers
 from specnet._front.spec import Spec, TensorSpec
 from specnet._front.trainspec import TrainSpec
 
 from ._api import build, load, summary, validate
 
 if _typing.TYPE_CHECKING:
+    from specnet._build.register import register
     from specnet._train.trainer import Callback, Trainer
 
 __version__ = "0.1.0"
@@ -38,14 +39,19 @@ __all__ = [
     "Trainer",
     "__version__",
     "build",
+    "list_layers",
     "load",
     "register",
     "summary",
     "validate",
 ]
 
-# The training names import torch; `import specnet` (and `specnet validate`) does not.
-_LAZY = {"Callback": "._train.trainer", "Trainer": "._train.trainer"}
+# These names import torch; `import specnet` (and `specnet validate`) does not.
+_LAZY = {
+    "Callback": "._train.trainer",
+    "Trainer": "._train.trainer",
+    "register": "._build.register",  # it takes torch classes
+}
 
 
 def __getattr__(name: str) -> _typing.Any:

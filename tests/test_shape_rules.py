@@ -18,8 +18,17 @@ import torch
 from torch import Tensor, nn
 
 from specnet._front.registry import layers
-from specnet._front.rules import RULES, with_defaults
-from specnet._front.shapes import INFERS, Out, ShapeMismatch, T, Value
+from specnet._front.registry import TypeDef
+from specnet._front.rules import all_rules
+from specnet._front.rules.base import Out, ShapeMismatch, Value
+from specnet._front.rules.base import TensorType as T
+
+RULES = all_rules()
+INFERS = {name: rule.infers for name, rule in RULES.items() if rule.infers}
+
+
+def with_defaults(t: TypeDef, given: dict[str, Any]) -> dict[str, Any]:
+    return t.with_defaults(given)
 
 BATCH = 2
 

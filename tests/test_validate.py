@@ -61,8 +61,8 @@ model:
         "2:1: modle: unknown top-level key 'modle'; did you mean 'model'?",
         "6:14: model.layers[0].type: unknown layer type 'Conv2D'; did you mean 'Conv2d'?",
         "7:39: model.layers[1].kernal_size: unknown argument 'kernal_size' for Conv2d; did you mean 'kernel_size'?",
-        "8:36: model.layers[2].out_channels: expected int, got '6'",
-        "8:54: model.layers[2].kernel_size: expected int or list of 2 int, got [3, 3, 3]",
+        "8:36: model.layers[2].out_channels: expected int >= 1, got '6'",
+        "8:54: model.layers[2].kernel_size: expected int >= 1 or list of 2 int >= 1, got [3, 3, 3]",
         "9:7: model.layers[3].out_features: missing required argument 'out_features' for Linear",
         "10:7: model.layers[4]: expected a layer (a type name, or a mapping with 'type'), got 42",
     ]
@@ -77,7 +77,7 @@ def test_inferred_arguments_may_be_left_out_or_given() -> None:
 
 def test_strict_types_match_json_schema() -> None:
     assert errors("input: [4]\nmodel: {type: Linear, out_features: 2.0}\n") == [
-        "2:37: model.out_features: expected int, got 2.0"
+        "2:37: model.out_features: expected int >= 1, got 2.0"
     ]
     assert errors("input: [4]\nmodel: {type: Linear, out_features: 2, bias: no}\n") == [
         "2:46: model.bias: expected bool, got 'no' (write true or false)"
@@ -160,7 +160,7 @@ model:
     assert errors(text) == [
         "5:68: blocks.Conv.body.padingg: unknown argument 'padingg' for Conv2d; did you mean 'padding'?",
         "8:40: blocks.Other.body.out_features: unknown block parameter '$m'",
-        "12:36: model.layers[0].k: expected int or list of 2 int, got [1, 2, 3] "
+        "12:36: model.layers[0].k: expected int >= 1 or list of 2 int >= 1, got [1, 2, 3] "
         "[passed into the block at <spec>:5:64 (blocks.Conv.body.kernel_size)]",
         "13:20: model.layers[1].chanels: unknown parameter 'chanels' for block Conv; did you mean 'channels'?",
         "14:30: model.layers[2].channels: expected int, got true",

@@ -28,13 +28,14 @@ import sys
 import types
 import typing
 from pathlib import Path
-from typing import Any, Literal, TypeAlias, Union, get_args, get_origin
+from typing import Any, TypeAlias
 
 import torch
 from torch import nn, optim
 from torch.nn.modules.loss import _Loss
 from torch.optim import lr_scheduler
 
+from specnet._build.annotations import finalize, to_type, type_from_default, union
 from specnet._build.containers import container_attributes
 
 TypeSpec: TypeAlias = "str | dict[str, Any]"
@@ -47,9 +48,6 @@ MAX_DOC = 300
 
 _EMPTY = inspect.Parameter.empty
 
-# Internal markers that never reach the JSON: a ``Tensor`` annotation and a callable one.
-_TENSOR = "<tensor>"
-_CALLABLE = "<callable>"
 
 # ---------------------------------------------------------------------------------------
 # Which classes go into which section
@@ -123,43 +121,6 @@ DROP_PARAMS: dict[tuple[str, str], str] = {
 # ---------------------------------------------------------------------------------------
 
 _REQUIRED: Any = _EMPTY
-
-#: Explicit parameter lists for classes whose ``__init__`` is ``(*args, **kwargs)`` and
-#: that have no ``typing.get_overloads`` to read the real signature from.  In torch 2.14
-#: RNN/LSTM/GRU do declare overloads, so this table is only the fallback for older
-#: versions; the lists mirror the documented constructor arguments.  Each row is
-#: ``(name, annotation, default)``.
-SIGNATURE_FALLBACK: dict[str, list[tuple[str, Any, Any]]] = {
-    "LSTM": [
-        ("input_size", int, _REQUIRED),
-        ("hidden_size", int, _REQUIRED),
-        ("num_layers", int, 1),
-        ("bias", bool, True),
-        ("batch_first", bool, False),
-        ("dropout", float, 0.0),
-        ("bidirectional", bool, False),
-        ("proj_size", int, 0),
-    ],
-    "GRU": [
-        ("input_size", int, _REQUIRED),
-        ("hidden_size", int, _REQUIRED),
-        ("num_layers", int, 1),
-        ("bias", bool, True),
-        ("batch_first", bool, False),
-        ("dropout", float, 0.0),
-        ("bidirectional", bool, False),
-    ],
-    "RNN": [
-        ("input_size", int, _REQUIRED),
-        ("hidden_size", int, _REQUIRED),
-        ("num_layers", int, 1),
-        ("nonlinearity", Literal["tanh", "relu"], "tanh"),
-        ("bias", bool, True),
-        ("batch_first", bool, False),
-        ("dropout", float, 0.0),
-        ("bidirectional", bool, False),
-    ],
-}
 
 #: Full type overrides, for parameters torch leaves unannotated or annotates too loosely.
 TYPE_OVERRIDES: dict[tuple[str, str], TypeSpec] = {
@@ -306,124 +267,8 @@ def _class_signature(cls: type[Any]) -> inspect.Signature:
     overloads = [s for s in overloads if not _only_var_args(s)]
     if overloads:
         return max(overloads, key=lambda s: len(s.parameters))
-    rows = SIGNATURE_FALLBACK.get(cls.__name__)
-    if rows is None:
-        # Identity, Sigmoid, Tanh, ...: (*args, **kwargs) that take nothing meaningful.
-        return sig
-    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
-    return inspect.Signature(
-        [inspect.Parameter(n, kind, annotation=a, default=d) for n, a, d in rows]
-    )
-
-
-# ---------------------------------------------------------------------------------------
-# Types
-# ---------------------------------------------------------------------------------------
-
-
-def _key(t: TypeSpec) -> str:
-    return json.dumps(t, sort_keys=True)
-
-
-def _union(members: list[TypeSpec]) -> TypeSpec:
-    """Flatten, de-duplicate and simplify a union (see the module docstring)."""
-    flat: list[TypeSpec] = []
-    for m in members:
-        inner = m["union"] if isinstance(m, dict) and "union" in m else [m]
-        for t in inner:
-            if _key(t) not in {_key(f) for f in flat}:
-                flat.append(t)
-    if "any" in flat:
-        return "any"
-    non_null = [t for t in flat if t != "null"]
-    # `float | Tensor` (lr, weight_decay, betas items): a spec gives the number.
-    # `str | Callable` (activation): a spec gives the name.
-    for marker in (_TENSOR, _CALLABLE):
-        if marker in non_null and len(non_null) > 1:
-            flat.remove(marker)
-            non_null.remove(marker)
-    # The consumer treats "float" as accepting ints.
-    if "float" in flat and "int" in flat:
-        flat.remove("int")
-    flat = [t for t in flat if t != "null"] + (["null"] if "null" in flat else [])
-    return flat[0] if len(flat) == 1 else {"union": flat}
-
-
-def _to_type(ann: Any, strict: bool = True) -> TypeSpec:
-    """Translate a (evaluated) annotation into the catalog's type grammar.
-
-    With ``strict`` an annotation outside the grammar raises (so a new torch release cannot
-    slip an unexpected type into the catalog); otherwise it becomes ``"any"``.
-    """
-    if ann is None or ann is type(None):
-        return "null"
-    simple = {bool: "bool", int: "int", float: "float", str: "str"}
-    if isinstance(ann, type) and ann in simple:
-        return simple[ann]
-    if ann is Any or isinstance(ann, typing.TypeVar):
-        return "any"
-    if ann is torch.Size:
-        return {"list": "int"}
-    origin = get_origin(ann)
-    args = get_args(ann)
-    if origin is Literal:
-        return {"enum": list(args)}
-    if origin is Union or origin is types.UnionType:
-        return _union([_to_type(a, strict) for a in args])
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return {"list": _to_type(args[0], strict)}
-        if not args:
-            return {"list": "any"}
-        return {"list": _union([_to_type(a, strict) for a in args]), "len": len(args)}
-    if origin in (
-        list,
-        collections.abc.Sequence,
-        collections.abc.MutableSequence,
-        collections.abc.Iterable,
-    ):
-        return {"list": _to_type(args[0], strict) if args else "any"}
-    if origin is collections.abc.Callable or ann is collections.abc.Callable:
-        return _CALLABLE
-    if isinstance(ann, type) and issubclass(ann, nn.Module):
-        return "node"
-    if isinstance(ann, type) and issubclass(ann, torch.Tensor):
-        return _TENSOR
-    if not strict:
-        return "any"
-    raise TypeError(f"unsupported annotation {ann!r}")
-
-
-def _type_from_default(default: Any) -> TypeSpec:
-    """Type of an unannotated parameter, from its default."""
-    if default is _EMPTY or default is None:
-        return "any"
-    for py, name in ((bool, "bool"), (int, "int"), (float, "float"), (str, "str")):
-        if isinstance(default, py):
-            return name
-    if isinstance(default, tuple):
-        return {"list": _union([_type_from_default(d) for d in default]), "len": len(default)}
-    raise TypeError(f"cannot infer a type from default {default!r}")
-
-
-def _finalize(t: TypeSpec, where: str, strict: bool = True) -> TypeSpec:
-    """Replace the internal markers: a Tensor is given as a list of floats in a spec.
-
-    A callable left over (not next to a ``str``) cannot be written in a spec: strict mode
-    raises so that it gets a DROP_PARAMS entry; otherwise it becomes ``"any"``.
-    """
-    if t == _TENSOR:
-        return {"list": "float"}
-    if t == _CALLABLE:
-        if strict:
-            raise TypeError(f"{where}: callable-only parameter; add it to DROP_PARAMS")
-        return "any"
-    if isinstance(t, dict):
-        if "union" in t:
-            return _union([_finalize(m, where, strict) for m in t["union"]])
-        if "list" in t:
-            return {**t, "list": _finalize(t["list"], where, strict)}
-    return t
+    # Identity, Sigmoid, Tanh, ...: (*args, **kwargs) that take nothing meaningful.
+    return sig
 
 
 def _apply_choices(t: TypeSpec, choices: list[str], where: str) -> TypeSpec:
@@ -431,32 +276,8 @@ def _apply_choices(t: TypeSpec, choices: list[str], where: str) -> TypeSpec:
     if t == "str":
         return enum
     if isinstance(t, dict) and "union" in t and "str" in t["union"]:
-        return _union([enum if m == "str" else m for m in t["union"]])
+        return union([enum if m == "str" else m for m in t["union"]])
     raise TypeError(f"{where}: STR_CHOICES given but the type {t!r} has no plain str")
-
-
-def type_from_annotation(annotation: Any, default: Any = None) -> TypeSpec:
-    """The catalog type of one constructor argument of a user class (``specnet.register``).
-
-    ``annotation`` is the evaluated annotation, a string annotation, or ``None`` when the
-    argument has none (its type then comes from ``default``).  Lenient where the catalog
-    generator is strict: anything outside the type grammar (a callable, a config object)
-    becomes ``"any"``, and a Tensor becomes a list of floats.
-    """
-    if isinstance(annotation, str):
-        namespace: dict[str, Any] = {"torch": torch, "nn": nn, "Tensor": torch.Tensor}
-        namespace.update(vars(typing))
-        namespace.update(vars(collections.abc))
-        try:
-            annotation = eval(annotation, namespace)
-        except Exception:
-            return "any"
-    if annotation is None or annotation is _EMPTY:
-        try:
-            return _type_from_default(default)
-        except TypeError:
-            return "any"
-    return _finalize(_to_type(annotation, strict=False), "", strict=False)
 
 
 def _accepts_null(t: TypeSpec) -> bool:
@@ -722,10 +543,10 @@ def _entry(section: str, name: str, cls: type[Any]) -> Entry:
         if override is not None:
             t = override
         elif p.annotation is _EMPTY:
-            t = _type_from_default(p.default)
+            t = type_from_default(p.default)
         else:
-            t = _to_type(p.annotation)
-        t = _finalize(t, where)
+            t = to_type(p.annotation)
+        t = finalize(t, where)
         choices = _str_choices(section, name, p.name)
         if choices is not None:
             t = _apply_choices(t, choices, where)
@@ -741,7 +562,7 @@ def _entry(section: str, name: str, cls: type[Any]) -> Entry:
         else:
             default = _json_default(p.default, where)
             if default is None and not _accepts_null(t):
-                t = param["type"] = _union([t, "null"])  # e.g. AvgPool1d.stride=None
+                t = param["type"] = union([t, "null"])  # e.g. AvgPool1d.stride=None
             default = _coerce(default, t)
             if callable(p.default) and not (isinstance(t, dict) and "enum" in t):
                 raise TypeError(f"{where}: function default needs STR_CHOICES (an enum type)")

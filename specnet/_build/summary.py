@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from specnet._front.infer import Step, infer
-from specnet._front.shapes import show
+from specnet._front.rules.base import show
 from specnet._front.spec import Spec
 
 __all__ = ["Row", "Summary", "summarize"]

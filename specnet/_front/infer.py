@@ -13,8 +13,7 @@ from typing import Any
 
 from .errors import ErrorItem, Path, SpecShapeError
 from .registry import layers
-from .rules import RULES, with_defaults
-from .shapes import ShapeMismatch, T, Value, show
+from .rules.base import ShapeMismatch, TensorType, Value, show
 from .spec import Graph, Layer, ModuleDict, ModuleList, Node, Sequential, Spec
 
 __all__ = ["Step", "infer"]
@@ -73,8 +72,9 @@ class _Inference:
 
     def layer(self, node: Layer, inputs: list[Value]) -> Step:
         t = layers()[node.type]
-        rule = RULES.get(node.type)
-        lo, hi = rule.inputs if rule else (1, 1)
+        rule = t.rule
+        assert rule is not None, f"{node.type} is a layer type without a rule"
+        lo, hi = rule.inputs
         if len(inputs) < lo or (hi is not None and len(inputs) > hi):
             want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
             msg = f"{node.type} takes {want} input(s), got {len(inputs)}"
@@ -87,23 +87,17 @@ class _Inference:
                 else ""
             )
             raise self.fail(node, msg + hint)
-        args = with_defaults(t, node.args)
+        args = t.with_defaults(node.args)
         nested: list[tuple[str, Step]] = []
         for name, value in node.args.items():
             if isinstance(value, Node):
-                takes = (
-                    RULES[value.type].inputs[1]
-                    if isinstance(value, Layer) and value.type in RULES
-                    else 1
-                )
-                sub = self.step(value, inputs[: takes or len(inputs)])
+                takes = 1
+                if isinstance(value, Layer):
+                    inner = layers()[value.type].rule
+                    takes = inner.inputs[1] or len(inputs) if inner is not None else 1
+                sub = self.step(value, inputs[:takes])
                 nested.append((name, sub))
                 args[name] = sub
-        if rule is None:
-            if t.shape is None:
-                raise self.fail(node, f"{node.type} has no shape rule: register it with shape=...")
-            out_value = self._custom(node, t.shape, args, inputs)
-            return Step(node, node.type, inputs, out_value, dict(node.args), children=nested)
         try:
             out = rule.fn(args, list(inputs))
         except ShapeMismatch as exc:
@@ -115,16 +109,6 @@ class _Inference:
         for name, sub in nested:
             ctor[name] = sub
         return Step(node, node.type, inputs, out.value, ctor, out.macs, children=nested)
-
-    def _custom(self, node: Layer, shape: Any, args: dict[str, Any], inputs: list[Value]) -> Value:
-        x = inputs[0]
-        if not isinstance(x, T):
-            raise self.fail(node, f"{node.type} got a tuple {show(x)}; pick an element with Select")
-        try:
-            result = shape(args, x.shape)
-        except (ValueError, ShapeMismatch) as exc:
-            raise self.fail(node, f"{node.type} with input {x}: {exc}") from None
-        return T(tuple(int(d) for d in result), x.dtype)
 
     def chain(
         self,
@@ -220,10 +204,10 @@ class _Inference:
 def infer(spec: Spec) -> Step:
     """The shape-checked plan of ``spec``'s model; raises :class:`SpecShapeError`."""
     run = _Inference(spec)
-    values: list[Value] = [T(t.shape, t.dtype) for t in spec.inputs.values()]
+    values: list[Value] = [TensorType(t.shape, t.dtype) for t in spec.inputs.values()]
     model = spec.model
     if isinstance(model, Graph) and len(spec.inputs) > 1:
-        order = {name: T(t.shape, t.dtype) for name, t in spec.inputs.items()}
+        order = {name: TensorType(t.shape, t.dtype) for name, t in spec.inputs.items()}
         values = [order[name] for name in model.inputs]
     try:
         plan = run.step(model, values)

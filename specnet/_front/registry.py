@@ -9,10 +9,10 @@ torch's signatures and docstrings by ``python -m tools.catalog_gen``.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import importlib
-import inspect
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -20,6 +20,8 @@ from importlib import resources
 from typing import Any, Literal
 
 from .errors import did_you_mean
+from .rules import all_rules
+from .rules.base import COMMON_RANGES, Range, Rule
 from .types import TypeSpec
 
 __all__ = [
@@ -31,10 +33,10 @@ __all__ = [
     "attributes",
     "catalog",
     "layers",
+    "list_layers",
     "losses",
     "name_taken",
     "optimizers",
-    "register",
     "schedulers",
 ]
 
@@ -58,6 +60,8 @@ class Param:
     type: TypeSpec
     doc: str = ""
     default: Any = REQUIRED
+    range: Range | None = None
+    """The numbers torch accepts here (each item's, for a list); ``None``: any."""
 
     @property
     def required(self) -> bool:
@@ -66,18 +70,27 @@ class Param:
 
 @dataclass(frozen=True, eq=False)
 class TypeDef:
-    """Everything specnet knows about one nameable type."""
+    """Everything specnet knows about one nameable type: its one description.
+
+    Validation, the JSON Schema, shape inference, the compiler, the summary and the
+    export all read this; none keeps a table of its own.
+    """
 
     name: str
     kind: Kind
     params: tuple[Param, ...]
     doc: str = ""
-    infers: frozenset[str] = frozenset()
-    """Arguments that shape inference fills in when the spec leaves them out."""
+    rule: Rule | None = field(default=None, compare=False, repr=False)
+    """Layers: the shape rule (what it infers, how many inputs, argument ranges)."""
     factory: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
     """Returns the class (or callable) that builds the object; imports lazily."""
-    shape: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
-    """For layers registered from Python: the output-shape rule, if given."""
+    step: str | None = None
+    """Schedulers: when the trainer steps them (``"epoch"``, ``"batch"`` or ``"metric"``)."""
+
+    @property
+    def infers(self) -> frozenset[str]:
+        """Arguments that shape inference fills in when the spec leaves them out."""
+        return frozenset(self.rule.infers) if self.rule is not None else frozenset()
 
     @functools.cached_property
     def by_name(self) -> dict[str, Param]:
@@ -86,6 +99,26 @@ class TypeDef:
     def required(self) -> list[str]:
         """Arguments a spec must give (inferred ones excluded)."""
         return [p.name for p in self.params if p.required and p.name not in self.infers]
+
+    @functools.cached_property
+    def _defaults(self) -> tuple[tuple[str, Any], ...]:
+        inferred = self.infers
+        return tuple(
+            (p.name, p.default) for p in self.params if not p.required and p.name not in inferred
+        )
+
+    def with_defaults(self, args: Mapping[str, Any]) -> dict[str, Any]:
+        """The arguments a spec gave, with torch's defaults for the others.
+
+        Required arguments the spec left out stay absent, and so do inferred ones
+        (even where torch has a default, like ``Transformer.d_model``): the shape
+        rule fills those in. Defaults are copied, so rules may change them.
+        """
+        out = dict(args)
+        for name, default in self._defaults:
+            if name not in out:
+                out[name] = copy.deepcopy(default) if isinstance(default, (list, dict)) else default
+        return out
 
     def build_target(self) -> Any:
         """The class (or callable) that builds this type, imported on first use."""
@@ -160,13 +193,15 @@ def attributes(container: str) -> frozenset[str]:
     return frozenset(catalog()["attributes"][container])
 
 
-def _params(entry: Mapping[str, Any]) -> tuple[Param, ...]:
+def _params(entry: Mapping[str, Any], rule: Rule | None = None) -> tuple[Param, ...]:
+    ranges = rule.ranges if rule is not None else {}
     return tuple(
         Param(
             p["name"],
             p["type"],
             p.get("doc", ""),
             REQUIRED if p.get("required") else p.get("default"),
+            ranges.get(p["name"], COMMON_RANGES.get(p["name"])) if rule is not None else None,
         )
         for p in entry["params"]
     )
@@ -353,29 +388,37 @@ def _ops() -> list[TypeDef]:
             "Takes one position along a dimension: x.select(dim, index), e.g. the last time step.",
         ),
     ]
+    rules = all_rules()
     return [
-        TypeDef(name, "op", params, doc, factory=_torch_attr("specnet._build.ops", name))
+        TypeDef(
+            name,
+            "op",
+            params,
+            doc,
+            rules[name],
+            factory=_torch_attr("specnet._build.ops", name),
+        )
         for name, params, doc in specs
     ]
 
 
 def _from_catalog(section: str, kind: Kind, module: str) -> Registry:
-    from .rules import INFERS
-
-    reg = Registry(
-        {"layers": "layer", "losses": "loss", "optimizers": "optimizer", "schedulers": "scheduler"}[
-            section
-        ]
-    )
+    what = {"layers": "layer", "losses": "loss", "optimizers": "optimizer"}
+    reg = Registry(what.get(section, "scheduler"))
+    rules = all_rules() if section == "layers" else {}
     for name, entry in sorted(catalog()[section].items()):
+        rule = rules.get(name)
+        if section == "layers" and rule is None:
+            raise ValueError(f"layer type {name} has no shape rule")
         reg.add(
             TypeDef(
                 name,
                 kind,
-                _params(entry),
+                _params(entry, rule),
                 entry.get("doc", ""),
-                frozenset(INFERS.get(name, ())) if kind == "layer" else frozenset(),
+                rule,
                 _torch_attr(module, name),
+                entry.get("step"),
             )
         )
     return reg
@@ -397,6 +440,11 @@ def layers() -> Registry:
     return reg
 
 
+def list_layers() -> list[str]:
+    """The layer types a spec may name: torch.nn's, specnet's ops and registered ones."""
+    return sorted(layers())
+
+
 @functools.cache
 def losses() -> Registry:
     return _from_catalog("losses", "loss", "torch.nn")
@@ -410,69 +458,3 @@ def optimizers() -> Registry:
 @functools.cache
 def schedulers() -> Registry:
     return _from_catalog("schedulers", "scheduler", "torch.optim.lr_scheduler")
-
-
-def _param_from_signature(p: inspect.Parameter) -> Param:
-    from tools.catalog_gen import type_from_annotation
-
-    annotation = None if p.annotation is inspect.Parameter.empty else p.annotation
-    default = REQUIRED if p.default is inspect.Parameter.empty else p.default
-    spec = type_from_annotation(annotation, None if default is REQUIRED else default)
-    return Param(p.name, spec, f"`{p.name}` argument", default)
-
-
-def register(
-    cls: type | None = None,
-    *,
-    name: str | None = None,
-    infers: tuple[str, ...] = (),
-    shape: Callable[..., Any] | None = None,
-    replace: bool = False,
-) -> Any:
-    """Make a custom ``nn.Module`` class usable in specs, by its class name or ``name``.
-
-    Its constructor arguments (read from its signature and annotations) become the
-    spec's keys and appear in validation and in the generated JSON Schema.
-    ``infers`` names arguments that shape inference may fill in; ``shape`` is a
-    function ``(args, input_shape) -> output_shape`` on per-sample shapes (tuples
-    without the batch dimension). Usable as ``register(MyLayer)`` or as a
-    decorator ``@register(name="MyLayer")``.
-    """
-
-    def add(target: type) -> type:
-        from torch import nn
-
-        if not (inspect.isclass(target) and issubclass(target, nn.Module)):
-            raise TypeError(f"register takes an nn.Module subclass, got {target!r}")
-        type_name = name or target.__name__
-        reg = layers()
-        if not replace and (type_name in reg or type_name in CONTAINERS):
-            raise ValueError(f"layer type '{type_name}' is already registered")
-        sig = inspect.signature(target.__init__, eval_str=True)
-        params = tuple(
-            _param_from_signature(p)
-            for p in list(sig.parameters.values())[1:]
-            if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-            and p.name not in ("device", "dtype")
-        )
-        unknown = set(infers) - {p.name for p in params}
-        if unknown:
-            raise ValueError(f"infers names unknown arguments: {sorted(unknown)}")
-        doc = inspect.getdoc(target) or ""
-        reg.add(
-            TypeDef(
-                type_name,
-                "custom",
-                params,
-                doc.split("\n\n")[0],
-                frozenset(infers),
-                lambda: target,
-                shape,
-            ),
-            replace=replace,
-        )
-        return target
-
-    if cls is not None:
-        return add(cls)
-    return add

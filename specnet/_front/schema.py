@@ -68,7 +68,7 @@ def _param_doc(t: TypeDef, p: Param) -> str:
 
 
 def _arg_schema(t: TypeDef, p: Param, variant: str) -> dict[str, Any]:
-    inner = json_schema(p.type, _DEFS + f"{variant}node")
+    inner = json_schema(p.type, _DEFS + f"{variant}node", p.range)
     inner = {k: v for k, v in inner.items()} if "$ref" not in inner else inner
     if variant == "open":
         inner = {"anyOf": [inner, {"$ref": _DEFS + "param"}]}

@@ -77,7 +77,7 @@ def args_model(t: TypeDef) -> type[BaseModel]:
     """The Pydantic model of a type's arguments: strict, unknown keys forbidden."""
     fields: dict[str, Any] = {}
     for p in t.params:
-        py = pydantic_type(p.type)
+        py = pydantic_type(p.type, p.range)
         if p.required and p.name not in t.infers:
             fields[p.name] = (py, Field(description=p.doc))
         else:
@@ -228,7 +228,7 @@ class Checker:
                         hint = " (write true or false)"
                     self.error(
                         (*path, name),
-                        f"expected {describe(param.type)}, got {show(value)}{hint}",
+                        f"expected {describe(param.type, param.range)}, got {show(value)}{hint}",
                         kind="type",
                         ctx=ctx,
                     )

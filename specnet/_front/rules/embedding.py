@@ -1,0 +1,47 @@
+"""Embeddings."""
+
+from __future__ import annotations
+
+from .base import (
+    _INTS,
+    Args,
+    Out,
+    RuleSet,
+    ShapeMismatch,
+    TensorType,
+    Value,
+    need_rank,
+    prod,
+    tensor,
+)
+
+rules = RuleSet()
+
+
+def _indices(v: Value, layer: str) -> TensorType:
+    x = tensor(v)
+    if x.dtype not in _INTS:
+        raise ShapeMismatch(f"{layer} expects integer indices (int64), got {x}")
+    return x
+
+
+@rules.rule("Embedding")
+def embedding(args: Args, inputs: list[Value]) -> Out:
+    """Integer indices (any shape) -> float32 vectors: adds ``embedding_dim``."""
+    x = _indices(inputs[0], "Embedding")
+    return Out(TensorType((*x.shape, args["embedding_dim"]), "float32"), args)
+
+
+@rules.rule("EmbeddingBag")
+def embedding_bag(args: Args, inputs: list[Value]) -> Out:
+    """One bag of indices per sample, (bag,) -> (embedding_dim,).
+
+    Bags of varying length (a flat index tensor with ``offsets``) and
+    ``per_sample_weights`` need a second input and are not described: one
+    sample's bag cannot be told from its shape.
+    """
+    x = _indices(inputs[0], "EmbeddingBag")
+    need_rank(x, (1,), "EmbeddingBag", "bag")
+    return Out(
+        TensorType((args["embedding_dim"],), "float32"), args, prod(x.shape) * args["embedding_dim"]
+    )

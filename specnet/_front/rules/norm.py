@@ -1,0 +1,92 @@
+"""Normalization layers."""
+
+from __future__ import annotations
+
+from .base import (
+    _LAYOUT,
+    Args,
+    Out,
+    RuleSet,
+    ShapeMismatch,
+    Value,
+    _float,
+    _infer,
+    _min_rank,
+    need_rank,
+    ntuple,
+    prod,
+    tensor,
+)
+
+rules = RuleSet()
+
+_NORMS: dict[str, tuple[tuple[int, ...], str]] = {
+    "BatchNorm1d": ((1, 2), "C or C, L"),
+    "BatchNorm2d": ((3,), _LAYOUT[2]),
+    "BatchNorm3d": ((4,), _LAYOUT[3]),
+    "InstanceNorm1d": ((2,), _LAYOUT[1]),
+    "InstanceNorm2d": ((3,), _LAYOUT[2]),
+    "InstanceNorm3d": ((4,), _LAYOUT[3]),
+}
+
+
+@rules.family(_NORMS, infers=("num_features",))
+def batch_norm(
+    name: str, ranks: tuple[tuple[int, ...], str], args: Args, inputs: list[Value]
+) -> Out:
+    """Keeps the shape; ``num_features`` is the channel dimension."""
+    x = _float(inputs[0], name)
+    need_rank(x, ranks[0], name, ranks[1])
+    _infer(args, "num_features", x.shape[0], x)
+    return Out(x, args, prod(x.shape))
+
+
+@rules.rule("SyncBatchNorm", infers=("num_features",))
+def sync_batch_norm(args: Args, inputs: list[Value]) -> Out:
+    """Keeps the shape; ``num_features`` is the channel dimension (any rank)."""
+    x = _float(inputs[0], "SyncBatchNorm")
+    _min_rank(x, 1, "SyncBatchNorm", "C, *")
+    _infer(args, "num_features", x.shape[0], x)
+    return Out(x, args, prod(x.shape))
+
+
+@rules.rule("GroupNorm", infers=("num_channels",))
+def group_norm(args: Args, inputs: list[Value]) -> Out:
+    """Keeps the shape; ``num_groups`` must divide the channels."""
+    x = _float(inputs[0], "GroupNorm")
+    _min_rank(x, 1, "GroupNorm", "C, *")
+    _infer(args, "num_channels", x.shape[0], x)
+    if args["num_groups"] < 1 or x.shape[0] % args["num_groups"]:
+        g = args["num_groups"]
+        raise ShapeMismatch(f"num_groups {g} does not divide the channels of {x}", "num_groups")
+    return Out(x, args, prod(x.shape))
+
+
+@rules.family(dict.fromkeys(("LayerNorm", "RMSNorm")), infers=("normalized_shape",))
+def layer_norm(name: str, _: None, args: Args, inputs: list[Value]) -> Out:
+    """Keeps the shape. Inferred ``normalized_shape`` is the last dimension ``[C]``;
+    a given one must equal the trailing dimensions."""
+    x = _float(inputs[0], name)
+    _min_rank(x, 1, name, "..., C")
+    given = args.get("normalized_shape")
+    if given is None:
+        args["normalized_shape"] = [x.shape[-1]]
+    else:
+        want = list(ntuple(given, 1))
+        if len(want) > len(x.shape) or list(x.shape[len(x.shape) - len(want) :]) != want:
+            raise ShapeMismatch(
+                f"normalized_shape {given} does not match the trailing dimensions of {x}",
+                arg="normalized_shape",
+            )
+    return Out(x, args, prod(x.shape))
+
+
+@rules.family({"LocalResponseNorm": False, "CrossMapLRN2d": True})
+def local_response_norm(name: str, only_2d: bool, args: Args, inputs: list[Value]) -> Out:
+    """Keeps the shape; normalizes across channels (dimension 1). CrossMapLRN2d
+    needs (C, H, W)."""
+    x = tensor(inputs[0])
+    if only_2d:
+        need_rank(x, (3,), name, _LAYOUT[2])
+    _min_rank(x, 2, name, "C, *")
+    return Out(x, args, prod(x.shape) * args["size"])
