@@ -17,8 +17,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from specnet._front.registry import layers
-from specnet._front.registry import TypeDef
+from specnet._front.registry import TypeDef, layers
 from specnet._front.rules import all_rules
 from specnet._front.rules.base import Out, ShapeMismatch, Value
 from specnet._front.rules.base import TensorType as T
@@ -29,6 +28,7 @@ INFERS = {name: rule.infers for name, rule in RULES.items() if rule.infers}
 
 def with_defaults(t: TypeDef, given: dict[str, Any]) -> dict[str, Any]:
     return t.with_defaults(given)
+
 
 BATCH = 2
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from specnet import SpecSyntaxError
-from specnet._front.source import MAX_BYTES, MAX_DEPTH, MAX_NODES, read_document
+from specnet._front.limits import MAX_BYTES, MAX_DEPTH, MAX_NODES
+from specnet._front.source import read_document
 
 
 def test_positions_of_keys_and_values() -> None:

@@ -455,6 +455,14 @@ def optimizers() -> Registry:
     return _from_catalog("optimizers", "optimizer", "torch.optim")
 
 
+_SCHEDULER_STEPS = {"OneCycleLR": "batch", "CyclicLR": "batch", "ReduceLROnPlateau": "metric"}
+"""How torch's documentation steps these schedulers; the others step once an epoch."""
+
+
 @functools.cache
 def schedulers() -> Registry:
-    return _from_catalog("schedulers", "scheduler", "torch.optim.lr_scheduler")
+    reg = _from_catalog("schedulers", "scheduler", "torch.optim.lr_scheduler")
+    for t in list(reg.values()):
+        step = t.step or _SCHEDULER_STEPS.get(t.name, "epoch")
+        reg.add(dataclasses.replace(t, step=step), replace=True)
+    return reg

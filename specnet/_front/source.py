@@ -21,15 +21,10 @@ from typing import Any
 import yaml
 
 from .errors import ErrorItem, Path, SpecSyntaxError
+from .limits import MAX_BYTES, MAX_DEPTH, MAX_NODES
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_NODES", "Document", "SourceMap", "read_document"]
+__all__ = ["Document", "SourceMap", "read_document"]
 
-MAX_BYTES = 2 * 1024 * 1024
-"""Largest spec text accepted."""
-MAX_DEPTH = 64
-"""Deepest nesting of mappings and sequences accepted."""
-MAX_NODES = 200_000
-"""Most values a document may hold once its aliases are expanded."""
 
 _Parser: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 

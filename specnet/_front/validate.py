@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .errors import ErrorItem, Path, SpecValidationError, did_you_mean, format_path
+from .limits import MAX_LAYERS
 from .registry import CONTAINERS, TypeDef, attributes, layers, name_taken
 from .source import Document
 from .spec import (
@@ -36,10 +37,8 @@ from .spec import (
 )
 from .types import describe, pydantic_type, uses_node
 
-__all__ = ["LAYER_NAME", "MAX_LAYERS", "Checker", "validate_document"]
+__all__ = ["LAYER_NAME", "Checker", "validate_document"]
 
-MAX_LAYERS = 100_000
-"""Most layers a model may have once blocks and ``repeat`` are expanded."""
 
 _PARAM_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 LAYER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
@@ -454,6 +453,15 @@ class Checker:
             if args.get("between") is not None:
                 between = self.node(args["between"], (*path, "between"), inner)
                 if between is None:
+                    return None
+                holder = _holds_parameters(between)
+                if holder is not None:
+                    self.error(
+                        (*path, "between"),
+                        "'between' is applied after every layer and must have no parameters; "
+                        f"{holder} has parameters (a parameter-free layer such as ReLU or Dropout)",
+                        ctx=ctx,
+                    )
                     return None
             return (
                 None
@@ -918,6 +926,23 @@ def _size(node: Node) -> int:
     if isinstance(node, Graph):
         return 1 + sum(_size(g.node) for g in node.nodes)
     return 1
+
+
+def _holds_parameters(node: Node) -> str | None:
+    """The type of the first layer in ``node`` that may hold parameters, if any."""
+    if isinstance(node, Layer):
+        rule = layers()[node.type].rule
+        if rule is None or not rule.stateless:
+            return node.type
+        nested = [v for v in node.args.values() if isinstance(v, Node)]
+    elif isinstance(node, (Sequential, ModuleDict)):
+        nested = [c for _, c in node.children]
+    elif isinstance(node, ModuleList):
+        nested = [*node.children, *([node.between] if node.between else [])]
+    else:
+        assert isinstance(node, Graph)
+        nested = [g.node for g in node.nodes]
+    return next((h for h in map(_holds_parameters, nested) if h is not None), None)
 
 
 def _placeholder(value: Any, ctx: _Ctx) -> bool:

@@ -34,11 +34,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union
 
+from ..limits import MAX_INPUTS, MAX_LAYERS
 from ..types import Range
 
 __all__ = [
     "COMMON_RANGES",
     "MAX_INPUTS",
+    "MAX_LAYERS",
     "Out",
     "Range",
     "Rule",
@@ -109,11 +111,14 @@ COMMON_RANGES: dict[str, Range] = {
             *("in_features", "out_features", "in1_features", "in2_features"),
             *("in_channels", "out_channels", "num_features", "num_channels", "num_groups"),
             *("groups", "num_parameters", "embed_dim", "num_heads", "nhead", "d_model"),
-            *("dim_feedforward", "num_layers", "num_encoder_layers", "num_decoder_layers"),
+            "dim_feedforward",
             *("input_size", "hidden_size", "num_embeddings", "embedding_dim"),
             *("upscale_factor", "downscale_factor", "kernel_size", "stride", "dilation"),
         ),
         SIZE,
+    ),
+    **dict.fromkeys(
+        ("num_layers", "num_encoder_layers", "num_decoder_layers"), Range(1, MAX_LAYERS)
     ),
     **dict.fromkeys(("padding", "output_padding", "proj_size"), NONNEGATIVE),
     **dict.fromkeys(("p", "dropout"), PROBABILITY),
@@ -137,9 +142,6 @@ class Rule:
     """The layer holds no parameters (so it may serve as a ModuleList's ``between``)."""
 
 
-MAX_INPUTS = 8
-"""Most inputs an ``Add``, ``Mul`` or ``Concat`` takes (TorchScript has no ``*args``)."""
-
 Args = dict[str, Any]
 P = TypeVar("P")
 FamilyFn = Callable[[str, P, Args, list[Value]], Out]
@@ -152,8 +154,10 @@ class RuleSet:
     nothing is registered as a side effect of importing another module.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, stateless: bool = False) -> None:
         self.rules: dict[str, Rule] = {}
+        self.stateless = stateless
+        """Whether the family's layers hold no parameters (unless a rule says otherwise)."""
 
     def rule(
         self,
@@ -161,13 +165,14 @@ class RuleSet:
         infers: tuple[str, ...] = (),
         inputs: tuple[int, int | None] = (1, 1),
         ranges: Mapping[str, Range] | None = None,
-        stateless: bool = False,
+        stateless: bool | None = None,
     ) -> Callable[[RuleFn], RuleFn]:
         """Register ``fn`` as the shape rule of the layer types ``names``."""
+        holds = self.stateless if stateless is None else stateless
 
         def add(fn: RuleFn) -> RuleFn:
             for name in names:
-                self._add(name, Rule(fn, infers, inputs, dict(ranges or {}), stateless))
+                self._add(name, Rule(fn, infers, inputs, dict(ranges or {}), holds))
             return fn
 
         return add
@@ -179,13 +184,14 @@ class RuleSet:
         infers: tuple[str, ...] = (),
         inputs: tuple[int, int | None] = (1, 1),
         ranges: Mapping[str, Range] | None = None,
-        stateless: bool = False,
+        stateless: bool | None = None,
     ) -> Callable[[FamilyFn[P]], FamilyFn[P]]:
         """Register ``fn(name, table[name], args, inputs)`` as the rule of each name in ``table``."""
+        holds = self.stateless if stateless is None else stateless
 
         def add(fn: FamilyFn[P]) -> FamilyFn[P]:
             for name, param in table.items():
-                rule = Rule(_bind(fn, name, param), infers, inputs, dict(ranges or {}), stateless)
+                rule = Rule(_bind(fn, name, param), infers, inputs, dict(ranges or {}), holds)
                 self._add(name, rule)
             return fn
 

@@ -20,7 +20,7 @@ from .base import (
     tensor,
 )
 
-rules = RuleSet()
+rules = RuleSet(stateless=True)
 
 
 def _tensors(inputs: list[Value]) -> list[TensorType]:

@@ -17,11 +17,11 @@ from .base import (
     tensor,
 )
 
-rules = RuleSet()
+rules = RuleSet(stateless=True)
 
 ELEMENTWISE = (
     *("AlphaDropout", "Dropout", "FeatureAlphaDropout", "Identity", "Scale"),
-    *("CELU", "ELU", "GELU", "Hardshrink", "Hardsigmoid", "Hardswish", "Hardtanh"),
+    *("CELU", "ELU", "GELU", "Hardshrink", "Hardsigmoid", "Hardswish"),
     *("LeakyReLU", "LogSigmoid", "Mish", "RReLU", "ReLU", "ReLU6", "SELU", "SiLU"),
     *("Sigmoid", "Softplus", "Softshrink", "Softsign", "Tanh", "Tanhshrink", "Threshold"),
 )
@@ -42,7 +42,7 @@ def channelwise(name: str, n: int, args: Args, inputs: list[Value]) -> Out:
     return Out(x, args)
 
 
-@rules.rule("PReLU")
+@rules.rule("PReLU", stateless=False)
 def prelu(args: Args, inputs: list[Value]) -> Out:
     """One slope, or one per channel (dimension 1, the first of a sample)."""
     x = tensor(inputs[0])
@@ -86,3 +86,14 @@ def channel_shuffle(args: Args, inputs: list[Value]) -> Out:
             f"groups {args['groups']} does not divide the channels of {x}", "groups"
         )
     return Out(x, args)
+
+
+@rules.rule("Hardtanh")
+def hardtanh(args: Args, inputs: list[Value]) -> Out:
+    """Keeps the shape; torch requires ``max_val > min_val``."""
+    if not args["max_val"] > args["min_val"]:
+        raise ShapeMismatch(
+            f"max_val ({args['max_val']}) must be greater than min_val ({args['min_val']})",
+            arg="max_val" if "max_val" in args else "min_val",
+        )
+    return Out(tensor(inputs[0]), args)

@@ -25,10 +25,20 @@ def _indices(v: Value, layer: str) -> TensorType:
     return x
 
 
+def _padding_idx(args: Args) -> None:
+    """torch's check: ``padding_idx`` indexes the table (negative counts from the end)."""
+    i, n = args.get("padding_idx"), args["num_embeddings"]
+    if i is not None and not -n <= i < n:
+        raise ShapeMismatch(
+            f"padding_idx {i} is outside the {n} embeddings (-{n}..{n - 1})", arg="padding_idx"
+        )
+
+
 @rules.rule("Embedding")
 def embedding(args: Args, inputs: list[Value]) -> Out:
     """Integer indices (any shape) -> float32 vectors: adds ``embedding_dim``."""
     x = _indices(inputs[0], "Embedding")
+    _padding_idx(args)
     return Out(TensorType((*x.shape, args["embedding_dim"]), "float32"), args)
 
 
@@ -41,6 +51,7 @@ def embedding_bag(args: Args, inputs: list[Value]) -> Out:
     sample's bag cannot be told from its shape.
     """
     x = _indices(inputs[0], "EmbeddingBag")
+    _padding_idx(args)
     need_rank(x, (1,), "EmbeddingBag", "bag")
     return Out(
         TensorType((args["embedding_dim"],), "float32"), args, prod(x.shape) * args["embedding_dim"]

@@ -81,7 +81,7 @@ def layer_norm(name: str, _: None, args: Args, inputs: list[Value]) -> Out:
     return Out(x, args, prod(x.shape))
 
 
-@rules.family({"LocalResponseNorm": False, "CrossMapLRN2d": True})
+@rules.family({"LocalResponseNorm": False, "CrossMapLRN2d": True}, stateless=True)
 def local_response_norm(name: str, only_2d: bool, args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape; normalizes across channels (dimension 1). CrossMapLRN2d
     needs (C, H, W)."""

@@ -18,7 +18,7 @@ from .base import (
     tensor,
 )
 
-rules = RuleSet()
+rules = RuleSet(stateless=True)
 
 _PADS = {
     f"{mode}Pad{v}": (n, mode)

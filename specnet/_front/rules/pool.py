@@ -23,7 +23,7 @@ from .base import (
     tensor,
 )
 
-rules = RuleSet()
+rules = RuleSet(stateless=True)
 
 
 def _pool_padding(args: Args, n: int, k: Sequence[int]) -> tuple[int, ...]:
@@ -46,6 +46,8 @@ def pool(name: str, n: int, args: Args, inputs: list[Value]) -> Out:
     ``return_indices`` makes the output ``(output, indices)``, the indices int64.
     """
     x = tensor(inputs[0])
+    if name.startswith("LP") and args["norm_type"] == 0:
+        raise ShapeMismatch("norm_type must not be 0 (torch refuses it)", arg="norm_type")
     _spatial(x, n, name)
     size = x.shape[-n:]
     k, s = _ints(args, "kernel_size", n, 1), _stride(args, n)

@@ -17,7 +17,7 @@ from .base import (
     tensor,
 )
 
-rules = RuleSet()
+rules = RuleSet(stateless=True)
 
 
 @rules.rule("Flatten")

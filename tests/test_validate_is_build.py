@@ -1,0 +1,191 @@
+"""``validate`` accepts exactly what ``build`` accepts.
+
+A seeded, structure-aware generator starts from each layer's valid samples (the cases
+``test_shape_rules`` checks against torch) and mutates their arguments: values of the
+right and the wrong type, edge numbers (negative, zero, huge, fractions), removed
+arguments. For every generated spec, ``specnet.validate`` reports no error exactly when
+``specnet.build(..., device="meta")`` succeeds, neither raises anything but a located
+:class:`SpecError`, and every error carries a line and column.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from test_shape_rules import SAMPLES, Ints, Node, Unpool
+
+import specnet
+from specnet._front.registry import CONTAINERS, layers
+from specnet._front.types import TypeSpec
+
+CASES = int(os.environ.get("SPECNET_PROPERTY_CASES", "4000"))
+"""Generated specs per run (the seed is fixed: a failure reproduces)."""
+
+INTS = (-3, -1, 0, 1, 2, 3, 4, 7, 64, 10**6)
+FLOATS = (-1.0, 0.0, 1e-6, 0.5, 1.0, 1.5, 2.0, 1e9)
+STRINGS = ("zeros", "same", "valid", "relu", "gelu", "sum", "mean", "tanh", "x")
+
+
+def _value(t: TypeSpec, rng: random.Random, depth: int = 0) -> Any:
+    if isinstance(t, str):
+        if t == "int":
+            return rng.choice(INTS)
+        if t == "float":
+            return rng.choice(FLOATS + INTS[:6])
+        if t == "bool":
+            return rng.random() < 0.5
+        if t == "str":
+            return rng.choice(STRINGS)
+        if t == "null":
+            return None
+        return rng.choice((1, "x", None, [1]))  # any
+    if "enum" in t:
+        return rng.choice(t["enum"])
+    if "list" in t:
+        n = t.get("len", rng.randint(0, 4)) if rng.random() < 0.85 else rng.randint(0, 4)
+        return [_value(t["list"], rng, depth + 1) for _ in range(n)]
+    if "map" in t:
+        return {}
+    return _value(rng.choice(t["union"]), rng, depth + 1)
+
+
+def _wrong(rng: random.Random) -> Any:
+    return rng.choice(("3", 2.5, True, None, [], {"a": 1}, "$x"))
+
+
+def _node(n: Node) -> dict[str, Any]:
+    return {"type": n.type, **{k: _plain(v) for k, v in n.args.items()}}
+
+
+def _plain(v: Any) -> Any:
+    return _node(v) if isinstance(v, Node) else v
+
+
+def _inputs(items: list[Any]) -> list[Any] | None:
+    out = []
+    for item in items:
+        if isinstance(item, list):
+            out.append(item)
+        elif isinstance(item, Ints):
+            out.append({"shape": item.shape, "dtype": "int64"})
+        else:  # a tuple value, or an unpooling pair: no spec input gives those
+            assert isinstance(item, (tuple, Unpool))
+            return None
+    return out
+
+
+def _spec(name: str, args: dict[str, Any], inputs: list[Any]) -> dict[str, Any]:
+    layer = {"type": name, **args}
+    if len(inputs) == 1:
+        return {"input": inputs[0], "model": layer}
+    names = [f"x{i}" for i in range(len(inputs))]
+    return {
+        "input": dict(zip(names, inputs, strict=True)),
+        "model": {"type": "Graph", "inputs": names, "nodes": {"layer": {**layer, "input": names}}},
+    }
+
+
+def _mutate(name: str, args: dict[str, Any], rng: random.Random) -> dict[str, Any]:
+    t = layers().get(name) or CONTAINERS[name]
+    out = dict(args)
+    params = [p for p in t.params if p.type != "node" and "node" not in str(p.type)]
+    for _ in range(rng.choice((1, 1, 2, 3))):
+        if not params:
+            break
+        p = rng.choice(params)
+        roll = rng.random()
+        if roll < 0.08 and p.name in out:
+            del out[p.name]
+        elif roll < 0.16:
+            out[p.name] = _wrong(rng)
+        else:
+            out[p.name] = _value(p.type, rng)
+    return out
+
+
+EXAMPLES = sorted((Path(__file__).parents[1] / "examples").glob("*.yaml"))
+
+
+def _layer_dicts(value: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(value, dict):
+        if isinstance(value.get("type"), str):
+            yield value
+        for v in value.values():
+            yield from _layer_dicts(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _layer_dicts(v)
+
+
+def _mutate_example(path: Path, rng: random.Random) -> tuple[str, dict[str, Any]]:
+    """An example spec with one of its layers' (or containers') arguments mutated."""
+    data = yaml.safe_load(path.read_text())
+    data.pop("train", None)
+    if isinstance(data["model"], str):
+        data["model"] = {"type": data["model"]}
+    known = [*layers(), *CONTAINERS]
+    nodes = [d for d in _layer_dicts(data) if d["type"] in known]
+    node = rng.choice(nodes)
+    node.update(_mutate(node["type"], {k: v for k, v in node.items() if k != "type"}, rng))
+    if rng.random() < 0.1:
+        node["repeat"] = rng.choice((0, 1, 2, 3, -1))
+    return path.stem, data
+
+
+def generated(count: int, seed: int = 0) -> Iterator[tuple[str, str]]:
+    """``count`` spec texts, each with the layer type (or example) it mutates."""
+    rng = random.Random(seed)
+    cases = [
+        (name, {k: _plain(v) for k, v in args.items()}, inputs)
+        for name, group in sorted(SAMPLES.items())
+        for args, items in group
+        if (inputs := _inputs(items)) is not None
+    ]
+    for _ in range(count):
+        if rng.random() < 0.2:
+            what, spec = _mutate_example(rng.choice(EXAMPLES), rng)
+        else:
+            what, args, inputs = rng.choice(cases)
+            spec = _spec(what, _mutate(what, args, rng), inputs)
+        yield what, yaml.safe_dump(spec, sort_keys=False)
+
+
+def _outcome(text: str) -> tuple[list[str], str | None]:
+    """validate's errors, and build's: None when it built."""
+    errors = specnet.validate(text)
+    try:
+        specnet.build(text, device="meta")
+    except specnet.SpecError as exc:
+        for item in exc.errors:
+            assert item.line is not None and item.col is not None, f"unlocated: {item}\n{text}"
+        return errors, str(exc)
+    return errors, None
+
+
+def test_validate_passes_exactly_when_build_succeeds() -> None:
+    disagree = []
+    for name, text in generated(CASES):
+        errors, built = _outcome(text)
+        if (errors == []) != (built is None):
+            disagree.append(
+                f"{name}: validate {errors or 'passed'}; build {built or 'passed'}\n{text}"
+            )
+    assert not disagree, f"{len(disagree)} of {CASES} disagree:\n\n" + "\n\n".join(disagree[:10])
+
+
+BAD = sorted((Path(__file__).parent / "bad").glob("*.*[!t]"))
+
+
+@pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)
+def test_the_bad_corpus_fails_validate_and_build_alike(path: Path) -> None:
+    errors = specnet.validate(path)
+    assert errors, f"{path.name} validates"
+    with pytest.raises(specnet.SpecError) as info:
+        specnet.build(path, device="meta")
+    assert all(e.line is not None for e in info.value.errors), str(info.value)
