@@ -10,6 +10,7 @@ import typing as _typing
 from specnet._front.errors import (
     ErrorItem,
     SpecError,
+    SpecnetError,
     SpecShapeError,
     SpecSyntaxError,
     SpecValidationError,
@@ -34,6 +35,7 @@ __all__ = [
     "SpecShapeError",
     "SpecSyntaxError",
     "SpecValidationError",
+    "SpecnetError",
     "TensorSpec",
     "TrainSpec",
     "Trainer",

@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Any
 
 from specnet._front.source import read_document
 from specnet._front.spec import Spec
-from specnet._front.trainspec import check_train
 from specnet._front.validate import validate_document
 
 __all__ = ["SpecSource", "build", "load", "summary", "validate"]
@@ -30,24 +29,36 @@ def load(source: SpecSource) -> Spec:
     """
     if isinstance(source, Spec):
         return source
-    return validate_document(read_document(source), check_train)
+    return validate_document(read_document(source))
 
 
-def check(source: SpecSource) -> Spec:
-    """Load a spec and run shape inference (without torch): every error a build would find."""
+def check(source: SpecSource, *, build: bool = False) -> Spec:
+    """Load a spec and run shape inference (without torch): every error a build would find.
+
+    ``build=True`` also builds the model on the meta device (it imports torch, allocates
+    nothing), so that what the installed torch refuses is reported at the spec line too.
+    """
     from specnet._front.infer import infer
 
     spec = load(source)
-    infer(spec)
+    if build:
+        from specnet._build.compiler import build_module
+
+        build_module(spec, "meta")
+    else:
+        infer(spec)
     return spec
 
 
-def validate(source: SpecSource) -> list[str]:
-    """Check a spec, shapes included; returns the error lines (empty when it is valid)."""
+def validate(source: SpecSource, *, build: bool = False) -> list[str]:
+    """Check a spec, shapes included; returns the error lines (empty when it is valid).
+
+    ``build=True`` also builds it on the meta device with the installed torch.
+    """
     from specnet._front.errors import SpecError
 
     try:
-        check(source)
+        check(source, build=build)
     except SpecError as exc:
         return [str(e) for e in exc.errors]
     return []

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from specnet import SpecSyntaxError
+from specnet._front import source
 from specnet._front.limits import MAX_BYTES, MAX_DEPTH, MAX_NODES
 from specnet._front.source import read_document
 
@@ -112,14 +112,11 @@ def test_alias_bomb_is_refused_quickly_in_bounded_memory() -> None:
         lines.append(f"a{i}: &a{i} [{refs}]")
     text = "\n".join(lines) + "\n"
     tracemalloc.start()
-    start = time.perf_counter()
     with pytest.raises(SpecSyntaxError) as info:
         read_document(text)
-    elapsed = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert f"more than {MAX_NODES} values" in str(info.value)
-    assert elapsed < 5
     assert peak < 200 * 1024 * 1024
 
 
@@ -130,15 +127,19 @@ def test_deep_nesting_is_refused_without_recursion_error() -> None:
     assert f"more than {MAX_DEPTH} levels" in str(info.value)
 
 
-def test_huge_documents_are_refused_before_parsing(tmp_path: Path) -> None:
+def test_huge_documents_are_refused_before_parsing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_parsing(*args: object) -> None:
+        raise AssertionError("the parser ran on a document over the size limit")
+
+    monkeypatch.setattr(source, "_Parser", no_parsing)
     p = tmp_path / "huge.yaml"
     p.write_text("a: " + "x" * (MAX_BYTES + 1) + "\n")
-    start = time.perf_counter()
     with pytest.raises(SpecSyntaxError, match="larger than"):
         read_document(p)
     with pytest.raises(SpecSyntaxError, match="larger than"):
         read_document("a: " + "x" * (MAX_BYTES + 1))
-    assert time.perf_counter() - start < 1
 
 
 def test_unreadable_files(tmp_path: Path) -> None:

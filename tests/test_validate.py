@@ -342,3 +342,35 @@ def test_register_custom_layer() -> None:
         assert "layer.Swish" in build_schema()["definitions"]
     finally:
         layers().remove("Swish")
+
+
+def test_every_path_into_validation_checks_the_train_section() -> None:
+    from specnet._front.source import read_document
+    from specnet._front.validate import validate_document
+
+    text = "input: [4]\nmodel: ReLU\ntrain: {epochz: 3}\n"
+    with pytest.raises(SpecValidationError) as info:
+        validate_document(read_document(text))
+    (error,) = info.value.errors
+    assert (error.line, error.col) == (3, 9)
+    assert "unknown" in error.msg and "did you mean 'epochs'" in error.msg
+
+
+def test_validate_refuses_what_build_would_refuse() -> None:
+    """Argument ranges and parameter-free 'between' are checked without torch."""
+    spec = (
+        "input: [3, 8, 8]\n"
+        "model:\n"
+        "  type: ModuleList\n"
+        "  layers:\n"
+        "    - {type: Conv2d, out_channels: -2, kernel_size: 3}\n"
+        "    - {type: Dropout, p: 1.5}\n"
+        "  between: {type: Linear, out_features: 4}\n"
+    )
+    assert errors(spec) == [
+        "5:36: model.layers[0].out_channels: expected int >= 1, got -2",
+        "6:26: model.layers[1].p: expected float in [0, 1], got 1.5",
+        "7:12: model.between: 'between' is applied after every layer and must have no "
+        "parameters; Linear has parameters (a parameter-free layer such as ReLU or Dropout)",
+    ]
+    assert errors(spec.replace("{type: Linear, out_features: 4}", "ReLU")) == errors(spec)[:2]

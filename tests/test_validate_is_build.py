@@ -168,6 +168,7 @@ def _outcome(text: str) -> tuple[list[str], str | None]:
     return errors, None
 
 
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor:UserWarning")
 def test_validate_passes_exactly_when_build_succeeds() -> None:
     disagree = []
     for name, text in generated(CASES):

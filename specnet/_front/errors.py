@@ -1,12 +1,22 @@
-"""The exception tree. Every error a user can cause is a :class:`SpecError`.
+"""The exception tree. Every error a user can cause is a :class:`SpecnetError`.
 
 ::
 
-    ValueError
-    └── SpecError                 a spec could not be used; ``.errors`` lists every problem
-        ├── SpecSyntaxError       the text is not YAML/JSON, or breaks a safety limit
-        ├── SpecValidationError   the document does not follow the spec format
-        └── SpecShapeError        tensor shapes do not fit (found while compiling)
+    Exception
+    └── SpecnetError                  ``exit_code`` 1: what the ``specnet`` command exits with
+        ├── SpecError (ValueError)    a spec could not be used; ``.errors`` lists every problem
+        │   ├── SpecSyntaxError       the text is not YAML/JSON, or breaks a safety limit
+        │   ├── SpecValidationError   the document does not follow the spec format
+        │   └── SpecShapeError        tensor shapes do not fit (found while compiling)
+        ├── UsageError                ``exit_code`` 2: a command asked for something impossible
+        │   └── OverrideError         a ``--set`` that cannot be applied (also a ValueError)
+        ├── CheckpointError           a checkpoint is missing, unreadable, or another model's
+        ├── TrainingError             the settings do not fit the model, the data or the processes
+        └── NonFiniteLossError        the training loss is not finite (a FloatingPointError)
+
+    CheckpointError and TrainingError are ValueErrors too.
+
+    (OverrideError is in specnet._front.overrides; the last three in specnet._train.errors.)
 
 Each problem is an :class:`ErrorItem` that knows its file, line, column and the
 path of the field inside the document, and prints as
@@ -18,8 +28,10 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 Path = tuple[str | int, ...]
+
 
 __all__ = [
     "ErrorItem",
@@ -27,9 +39,24 @@ __all__ = [
     "SpecShapeError",
     "SpecSyntaxError",
     "SpecValidationError",
+    "SpecnetError",
+    "UsageError",
     "did_you_mean",
     "format_path",
 ]
+
+
+class SpecnetError(Exception):
+    """Base of every error a user can cause; anything else is a bug in specnet."""
+
+    exit_code: ClassVar[int] = 1
+    """The ``specnet`` command's exit status for this error."""
+
+
+class UsageError(SpecnetError):
+    """A command asked for something impossible: a missing file, options that conflict."""
+
+    exit_code: ClassVar[int] = 2
 
 
 def format_path(path: Path) -> str:
@@ -90,7 +117,7 @@ class ErrorItem:
         return text
 
 
-class SpecError(ValueError):
+class SpecError(SpecnetError, ValueError):
     """A spec could not be loaded, validated or compiled.
 
     ``errors`` holds every problem found, each with its location; ``str()`` prints

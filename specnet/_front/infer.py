@@ -8,6 +8,7 @@ mismatch becomes a located :class:`SpecShapeError` before any module exists.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,8 @@ class Step:
     """Graph-like containers: the call order, (child name, input names)."""
     outputs: tuple[str, ...] = ()
     tuple_output: bool = False
+    between: Step | None = None
+    """A ModuleList's parameter-free layer applied after each of its layers."""
 
 
 class _Failed(Exception):
@@ -57,20 +60,19 @@ class _Inference:
         return _Failed()
 
     def step(self, node: Node, inputs: list[Value]) -> Step:
-        if isinstance(node, Layer):
-            return self.layer(node, inputs)
-        if isinstance(node, Sequential):
-            return self.chain(node, "Sequential", [(n, c) for n, c in node.children], inputs, None)
-        if isinstance(node, ModuleList):
-            kids = [(str(i), c) for i, c in enumerate(node.children)]
-            return self.chain(node, "ModuleList", kids, inputs, node.between)
-        if isinstance(node, ModuleDict):
-            return self.module_dict(node, inputs)
-        if isinstance(node, Graph):
-            return self.graph(node, inputs)
-        raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+        return _STEPS[type(node)](self, node, inputs)
 
-    def layer(self, node: Layer, inputs: list[Value]) -> Step:
+    def sequential(self, node: Node, inputs: list[Value]) -> Step:
+        assert isinstance(node, Sequential)
+        return self.chain(node, "Sequential", list(node.children), inputs, None)
+
+    def module_list(self, node: Node, inputs: list[Value]) -> Step:
+        assert isinstance(node, ModuleList)
+        kids = [(str(i), c) for i, c in enumerate(node.children)]
+        return self.chain(node, "ModuleList", kids, inputs, node.between)
+
+    def layer(self, node: Node, inputs: list[Value]) -> Step:
+        assert isinstance(node, Layer)
         t = layers()[node.type]
         rule = t.rule
         assert rule is not None, f"{node.type} is a layer type without a rule"
@@ -122,21 +124,19 @@ class _Inference:
             raise self.fail(node, f"a {kind} takes one input, got {len(inputs)}")
         x = inputs[0]
         steps: list[tuple[str, Step]] = []
-        calls: list[tuple[str, tuple[str, ...]]] = []
+        applied: Step | None = None
         for name, child in kids:
             s = self.step(child, [x])
             steps.append((name, s))
-            calls.append((name, ()))
             x = s.output
             if between is not None:
-                b = self.step(between, [x])
-                x = b.output
-                calls.append(("between", ()))
-        if between is not None:
-            steps.append(("between", self.step(between, [steps[-1][1].output])))
-        return Step(node, kind, inputs, x, children=steps, calls=calls)
+                applied = self.step(between, [x])
+                x = applied.output
+        calls: list[tuple[str, tuple[str, ...]]] = [(name, ()) for name, _ in steps]
+        return Step(node, kind, inputs, x, children=steps, calls=calls, between=applied)
 
-    def module_dict(self, node: ModuleDict, inputs: list[Value]) -> Step:
+    def module_dict(self, node: Node, inputs: list[Value]) -> Step:
+        assert isinstance(node, ModuleDict)
         if len(inputs) != 1:
             raise self.fail(node, f"a ModuleDict takes one input, got {len(inputs)}")
         kids = dict(node.children)
@@ -164,7 +164,8 @@ class _Inference:
             node, "ModuleDict", inputs, x, children=order, calls=[(n, ()) for n in node.forward]
         )
 
-    def graph(self, node: Graph, inputs: list[Value]) -> Step:
+    def graph(self, node: Node, inputs: list[Value]) -> Step:
+        assert isinstance(node, Graph)
         if len(inputs) != len(node.inputs):
             raise self.fail(
                 node,
@@ -199,6 +200,16 @@ class _Inference:
             outputs=node.outputs,
             tuple_output=node.tuple_output,
         )
+
+
+_STEPS: dict[type[Node], Callable[[_Inference, Node, list[Value]], Step]] = {
+    Layer: _Inference.layer,
+    Sequential: _Inference.sequential,
+    ModuleList: _Inference.module_list,
+    ModuleDict: _Inference.module_dict,
+    Graph: _Inference.graph,
+}
+"""Inference of each kind of node."""
 
 
 def infer(spec: Spec) -> Step:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import Path, SpecError, format_path
+from .errors import Path, SpecError, UsageError, format_path
 from .source import Document, _parse_text, read_document
 
 __all__ = ["Override", "OverrideError", "apply_overrides", "load_with_overrides", "parse_override"]
@@ -28,7 +28,7 @@ __all__ = ["Override", "OverrideError", "apply_overrides", "load_with_overrides"
 _PART = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
 
 
-class OverrideError(ValueError):
+class OverrideError(UsageError, ValueError):
     """A ``--set`` argument that cannot be applied (a usage error, not a spec error)."""
 
 
@@ -125,14 +125,13 @@ def load_with_overrides(
 
     Errors about overridden values carry a note ``set by --set KEY=VALUE``.
     """
-    from .trainspec import check_train
     from .validate import validate_document
 
     parsed = [o if isinstance(o, Override) else parse_override(o) for o in overrides]
     doc: Document = read_document(source)
     apply_overrides(doc.data, parsed)
     try:
-        return validate_document(doc, check_train)
+        return validate_document(doc)
     except SpecError as exc:
         items = []
         for e in exc.errors:

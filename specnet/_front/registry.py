@@ -84,7 +84,7 @@ class TypeDef:
     """Layers: the shape rule (what it infers, how many inputs, argument ranges)."""
     factory: Callable[[], Any] | None = field(default=None, compare=False, repr=False)
     """Returns the class (or callable) that builds the object; imports lazily."""
-    step: str | None = None
+    stepping: str | None = None
     """Schedulers: when the trainer steps them (``"epoch"``, ``"batch"`` or ``"metric"``)."""
 
     @property
@@ -418,7 +418,7 @@ def _from_catalog(section: str, kind: Kind, module: str) -> Registry:
                 entry.get("doc", ""),
                 rule,
                 _torch_attr(module, name),
-                entry.get("step"),
+                entry.get("stepping"),
             )
         )
     return reg
@@ -463,6 +463,6 @@ _SCHEDULER_STEPS = {"OneCycleLR": "batch", "CyclicLR": "batch", "ReduceLROnPlate
 def schedulers() -> Registry:
     reg = _from_catalog("schedulers", "scheduler", "torch.optim.lr_scheduler")
     for t in list(reg.values()):
-        step = t.step or _SCHEDULER_STEPS.get(t.name, "epoch")
-        reg.add(dataclasses.replace(t, step=step), replace=True)
+        stepping = t.stepping or _SCHEDULER_STEPS.get(t.name, "epoch")
+        reg.add(dataclasses.replace(t, stepping=stepping), replace=True)
     return reg

@@ -34,11 +34,10 @@ from .registry import (
 from .spec import DTYPES
 from .trainspec import TrainSpec, datasets, transforms
 from .types import json_schema
-from .validate import LAYER_NAME
+from .validate.context import LAYER_NAME
 
-__all__ = ["SCHEMA_PATH", "build_schema", "schema_text"]
+__all__ = ["build_schema", "schema_text"]
 
-SCHEMA_PATH = "schemas/specnet.schema.json"
 _DEFS = "#/definitions/"
 _PARAM_REF = {
     "type": "string",

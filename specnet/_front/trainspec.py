@@ -1,24 +1,132 @@
-"""The ``train:`` section: data, loss, optimizer, schedule and run settings.
+"""The ``train:`` section: data, loss, optimizer, schedule, metrics and run settings.
 
 Losses, optimizers and schedules are torch's own classes by their torch names,
-described by the generated catalog like layers are. Data sets and transforms are
-described here, once.
+described by the generated catalog like layers are. Data sets, transforms and
+metrics are described here, once.
 """
 
 from __future__ import annotations
 
 import functools
-import typing
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic_core import PydanticCustomError
 
 from .errors import Path, did_you_mean
 from .registry import Param, Registry, TypeDef, losses, optimizers, schedulers
-from .validate import Checker, _Ctx, show
+from .validate.args import Arguments as Checker
+from .validate.context import Ctx, show
 
-__all__ = ["Component", "TrainSpec", "check_train", "datasets", "transforms"]
+__all__ = [
+    "CLASS_SCORES",
+    "METRICS",
+    "SAME_SIZE",
+    "Component",
+    "Metric",
+    "Needs",
+    "TrainSpec",
+    "check_train",
+    "datasets",
+    "transforms",
+    "unknown_metric",
+]
+
+Tensor = Any
+"""A ``torch.Tensor``. The metrics only call its methods: this module does not import torch."""
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a metric needs of the model's outputs and the targets."""
+
+    text: str
+    fits: Callable[[Tensor, Tensor], bool]
+    """Whether a batch's outputs and targets are what the metric needs."""
+
+
+CLASS_SCORES = Needs(
+    "class scores [batch, classes, ...] and class-index targets",
+    lambda out, y: bool(out.dim() >= 2 and not y.is_floating_point()),
+)
+SAME_SIZE = Needs(
+    "outputs and targets with as many values",
+    lambda out, y: bool(out.numel() == y.numel()),
+)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric ``train.metrics`` may name, computed on the validation data each epoch."""
+
+    name: str
+    doc: str
+    needs: Needs
+    total: Callable[[Tensor, Tensor], tuple[Tensor, int]]
+    """A batch's sum of the metric (a tensor, on the device) and how many values it sums;
+    over the data, the metric is the sum of the sums divided by the sum of the counts."""
+
+
+def _accuracy(out: Tensor, y: Tensor) -> tuple[Tensor, int]:
+    return (out.argmax(1) == y).sum(), int(y.numel())
+
+
+def _top5_accuracy(out: Tensor, y: Tensor) -> tuple[Tensor, int]:
+    top = out.topk(min(5, out.shape[1]), dim=1).indices
+    return (top == y.unsqueeze(1)).any(1).sum(), int(y.numel())
+
+
+def _mse(out: Tensor, y: Tensor) -> tuple[Tensor, int]:
+    diff = out.float() - y.float().reshape(out.shape)
+    return diff.square().sum(), int(diff.numel())
+
+
+def _mae(out: Tensor, y: Tensor) -> tuple[Tensor, int]:
+    diff = out.float() - y.float().reshape(out.shape)
+    return diff.abs().sum(), int(diff.numel())
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric(
+            "accuracy",
+            "Share of samples whose highest score is the target class.",
+            CLASS_SCORES,
+            _accuracy,
+        ),
+        Metric(
+            "top5_accuracy",
+            "Share of samples whose target class is among the 5 highest scores.",
+            CLASS_SCORES,
+            _top5_accuracy,
+        ),
+        Metric("mse", "Mean squared error.", SAME_SIZE, _mse),
+        Metric("mae", "Mean absolute error.", SAME_SIZE, _mae),
+    )
+}
+"""Every metric by name: validation, the schema and the trainer read this table."""
+
+
+def unknown_metric(name: str) -> str:
+    """The message for a metric name that is not in :data:`METRICS`."""
+    names = list(METRICS)
+    return f"unknown metric '{name}'" + (
+        did_you_mean(name, names) or f"; choose from {', '.join(names)}"
+    )
+
+
+def _known_metric(name: str) -> str:
+    if name not in METRICS:
+        raise PydanticCustomError("enum", "{message}", {"message": unknown_metric(name)})
+    return name
+
+
+MetricName = Annotated[
+    str, AfterValidator(_known_metric), WithJsonSchema({"enum": list(METRICS), "type": "string"})
+]
 
 
 class Component(BaseModel):
@@ -56,7 +164,7 @@ class TrainSpec(BaseModel):
     schedule: Component | None = Field(
         None, description="A torch.optim.lr_scheduler by name, e.g. {type: StepLR, step_size: 10}."
     )
-    metrics: tuple[Literal["accuracy", "top5_accuracy", "mse", "mae"], ...] = Field(
+    metrics: tuple[MetricName, ...] = Field(
         (), description="Metrics computed on the validation data each epoch."
     )
     seed: int = Field(0, description="Seed for every random number generator.")
@@ -232,7 +340,7 @@ def _component(checker: Checker, raw: Any, path: Path, reg: Registry) -> Compone
         return None
     t = reg[name]
     args = {k: v for k, v in raw.items() if k != "type"}
-    checked = checker.check_args(t, args, path, _Ctx(), allowed_extra=("type",))
+    checked = checker.check_args(t, args, path, Ctx(), allowed_extra=("type",))
     if checked is None:
         return None
     if reg is datasets() and "transforms" in checked:
@@ -272,17 +380,9 @@ def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
             else:
                 values[k] = c
         elif k == "metrics" and isinstance(v, list):
-            names = typing.get_args(
-                typing.get_args(TrainSpec.model_fields["metrics"].annotation)[0]
-            )
-            unknown = [(i, m) for i, m in enumerate(v) if isinstance(m, str) and m not in names]
+            unknown = [(i, m) for i, m in enumerate(v) if isinstance(m, str) and m not in METRICS]
             for i, m in unknown:
-                checker.error(
-                    (*path, k, i),
-                    f"unknown metric '{m}'"
-                    + (did_you_mean(m, names) or f"; choose from {', '.join(names)}"),
-                    kind="enum",
-                )
+                checker.error((*path, k, i), unknown_metric(m), kind="enum")
             if unknown:
                 ok = False
             else:

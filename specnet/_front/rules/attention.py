@@ -13,8 +13,8 @@ from .base import (
     TensorType,
     Value,
     _batch_first,
+    _fill,
     _float,
-    _infer,
     need_rank,
 )
 
@@ -44,7 +44,7 @@ def multihead_attention(args: Args, inputs: list[Value]) -> Out:
     q = _sequence(inputs[0], "MultiheadAttention", "query")
     k = _sequence(inputs[1], "MultiheadAttention", "key") if len(inputs) > 1 else q
     v = _sequence(inputs[2], "MultiheadAttention", "value") if len(inputs) > 2 else k
-    _infer(args, "embed_dim", q.shape[1], q)
+    _fill(args, "embed_dim", q.shape[1], q)
     e = q.shape[1]
     _heads(args, e, "num_heads")
     for x, arg, what in ((k, "kdim", "key"), (v, "vdim", "value")):
@@ -81,7 +81,7 @@ def transformer_encoder_layer(args: Args, inputs: list[Value]) -> Out:
     """(S, d_model) -> (S, d_model)."""
     _batch_first(args)
     x = _sequence(inputs[0], "TransformerEncoderLayer", "src")
-    _infer(args, "d_model", x.shape[1], x)
+    _fill(args, "d_model", x.shape[1], x)
     _heads(args, x.shape[1], "nhead")
     return Out(x, args, _encoder_macs(x.shape[0], x.shape[1], args["dim_feedforward"]))
 
@@ -92,7 +92,7 @@ def transformer_decoder_layer(args: Args, inputs: list[Value]) -> Out:
     _batch_first(args)
     tgt = _sequence(inputs[0], "TransformerDecoderLayer", "tgt")
     memory = _sequence(inputs[1], "TransformerDecoderLayer", "memory")
-    _infer(args, "d_model", tgt.shape[1], tgt)
+    _fill(args, "d_model", tgt.shape[1], tgt)
     _features(memory, tgt.shape[1], "memory")
     _heads(args, tgt.shape[1], "nhead")
     macs = _decoder_macs(tgt.shape[0], memory.shape[0], tgt.shape[1], args["dim_feedforward"])
@@ -109,7 +109,7 @@ def transformer(args: Args, inputs: list[Value]) -> Out:
     _batch_first(args)
     src = _sequence(inputs[0], "Transformer", "src")
     tgt = _sequence(inputs[1], "Transformer", "tgt")
-    _infer(args, "d_model", src.shape[1], src)
+    _fill(args, "d_model", src.shape[1], src)
     _features(tgt, src.shape[1], "tgt")
     _heads(args, src.shape[1], "nhead")
     e, ff, s, t = src.shape[1], args["dim_feedforward"], src.shape[0], tgt.shape[0]

@@ -289,7 +289,7 @@ def _spatial(x: TensorType, n: int, layer: str) -> None:
     need_rank(x, (n, n + 1), layer, _SPATIAL[n])
 
 
-def _infer(args: Args, name: str, value: Any, x: Value) -> None:
+def _fill(args: Args, name: str, value: Any, x: Value) -> None:
     """:func:`fill`, with the input named in the message."""
     try:
         fill(args, name, value)

@@ -14,8 +14,8 @@ from .base import (
     TensorType,
     Value,
     _dims,
+    _fill,
     _float,
-    _infer,
     _ints,
     _one,
     _slide,
@@ -55,7 +55,7 @@ def conv(name: str, n: int, args: Args, inputs: list[Value]) -> Out:
     x = _float(inputs[0], name)
     need_rank(x, (n + 1,), name, _LAYOUT[n])
     c, size = x.shape[0], x.shape[1:]
-    _infer(args, "in_channels", c, x)
+    _fill(args, "in_channels", c, x)
     g = _groups(args, c, x)
     k, d = _ints(args, "kernel_size", n, 1), _ints(args, "dilation", n, 1)
     p = _conv_padding(args, n, k, d)
@@ -79,7 +79,7 @@ def conv_transpose(name: str, n: int, args: Args, inputs: list[Value]) -> Out:
     x = _float(inputs[0], name)
     need_rank(x, (n + 1,), name, _LAYOUT[n])
     c, size = x.shape[0], x.shape[1:]
-    _infer(args, "in_channels", c, x)
+    _fill(args, "in_channels", c, x)
     g = _groups(args, c, x)
     k, s = _ints(args, "kernel_size", n, 1), _ints(args, "stride", n, 1)
     p, d = _ints(args, "padding", n), _ints(args, "dilation", n, 1)

@@ -9,8 +9,8 @@ from .base import (
     ShapeMismatch,
     TensorType,
     Value,
+    _fill,
     _float,
-    _infer,
     _min_rank,
     prod,
 )
@@ -23,7 +23,7 @@ def linear(args: Args, inputs: list[Value]) -> Out:
     """Maps the last dimension to ``out_features``."""
     x = _float(inputs[0], "Linear")
     _min_rank(x, 1, "Linear", "..., in_features")
-    _infer(args, "in_features", x.shape[-1], x)
+    _fill(args, "in_features", x.shape[-1], x)
     out = args["out_features"]
     return Out(TensorType((*x.shape[:-1], out), x.dtype), args, prod(x.shape) * out)
 
@@ -36,8 +36,8 @@ def bilinear(args: Args, inputs: list[Value]) -> Out:
     _min_rank(x2, 1, "Bilinear", "..., in2_features")
     if x1.shape[:-1] != x2.shape[:-1]:
         raise ShapeMismatch(f"Bilinear inputs differ but in their last dimension: {x1} and {x2}")
-    _infer(args, "in1_features", x1.shape[-1], x1)
-    _infer(args, "in2_features", x2.shape[-1], x2)
+    _fill(args, "in1_features", x1.shape[-1], x1)
+    _fill(args, "in2_features", x2.shape[-1], x2)
     out = args["out_features"]
     macs = prod(x1.shape) * x2.shape[-1] * out
     return Out(TensorType((*x1.shape[:-1], out), x1.dtype), args, macs)

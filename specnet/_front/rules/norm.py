@@ -9,8 +9,8 @@ from .base import (
     RuleSet,
     ShapeMismatch,
     Value,
+    _fill,
     _float,
-    _infer,
     _min_rank,
     need_rank,
     ntuple,
@@ -37,7 +37,7 @@ def batch_norm(
     """Keeps the shape; ``num_features`` is the channel dimension."""
     x = _float(inputs[0], name)
     need_rank(x, ranks[0], name, ranks[1])
-    _infer(args, "num_features", x.shape[0], x)
+    _fill(args, "num_features", x.shape[0], x)
     return Out(x, args, prod(x.shape))
 
 
@@ -46,7 +46,7 @@ def sync_batch_norm(args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape; ``num_features`` is the channel dimension (any rank)."""
     x = _float(inputs[0], "SyncBatchNorm")
     _min_rank(x, 1, "SyncBatchNorm", "C, *")
-    _infer(args, "num_features", x.shape[0], x)
+    _fill(args, "num_features", x.shape[0], x)
     return Out(x, args, prod(x.shape))
 
 
@@ -55,7 +55,7 @@ def group_norm(args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape; ``num_groups`` must divide the channels."""
     x = _float(inputs[0], "GroupNorm")
     _min_rank(x, 1, "GroupNorm", "C, *")
-    _infer(args, "num_channels", x.shape[0], x)
+    _fill(args, "num_channels", x.shape[0], x)
     if args["num_groups"] < 1 or x.shape[0] % args["num_groups"]:
         g = args["num_groups"]
         raise ShapeMismatch(f"num_groups {g} does not divide the channels of {x}", "num_groups")

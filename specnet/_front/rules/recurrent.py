@@ -10,8 +10,8 @@ from .base import (
     TensorType,
     Value,
     _batch_first,
+    _fill,
     _float,
-    _infer,
     need_rank,
 )
 
@@ -31,7 +31,7 @@ def recurrent(name: str, gates: int, args: Args, inputs: list[Value]) -> Out:
     _batch_first(args)
     x = _float(inputs[0], name)
     need_rank(x, (2,), name, "L, input_size")
-    _infer(args, "input_size", x.shape[1], x)
+    _fill(args, "input_size", x.shape[1], x)
     hidden, layers = args["hidden_size"], args["num_layers"]
     proj = args.get("proj_size") or 0
     if proj >= hidden:
@@ -57,7 +57,7 @@ def recurrent_cell(name: str, gates: int, args: Args, inputs: list[Value]) -> Ou
     """One step, (input_size,) -> (hidden_size,); LSTMCell -> (h, c)."""
     x = _float(inputs[0], name)
     need_rank(x, (1,), name, "input_size")
-    _infer(args, "input_size", x.shape[0], x)
+    _fill(args, "input_size", x.shape[0], x)
     hidden = args["hidden_size"]
     h = TensorType((hidden,), x.dtype)
     macs = gates * hidden * (x.shape[0] + hidden)

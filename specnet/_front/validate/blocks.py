@@ -1,0 +1,243 @@
+"""Blocks (the "resolve" stage): definitions checked once with their parameters as
+placeholders, then each use checked and its parameters substituted into the body."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import difflib
+import functools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..errors import Path, did_you_mean, format_path
+from ..registry import CONTAINERS, Param, TypeDef, layers
+from ..source import Document
+from ..spec import Node
+from ..types import describe
+from .args import Arguments, args_model
+from .context import NODE_KEYS, PARAM_REF, Ctx, TooLarge, placeholder, show
+
+__all__ = ["Block", "Blocks"]
+
+_BLOCK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PARAM_TYPES = {
+    "int": "int",
+    "float": "float",
+    "bool": "bool",
+    "str": "str",
+    "list": {"list": "any"},
+    "any": "any",
+}
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    params: dict[str, Any]
+    """name -> type description (required) or ``("default", value)``."""
+    body: Any
+    path: Path
+    unknown_refs: set[str] = field(default_factory=set)
+    """``$names`` in the body that are no parameter (reported once, where defined)."""
+
+
+class Blocks(Arguments):
+    """The document's blocks, and their uses."""
+
+    def __init__(self, doc: Document) -> None:
+        super().__init__(doc)
+        self.blocks: dict[str, Block] = {}
+        self.broken_blocks: set[str] = set()
+
+    def define_blocks(self, raw: Any) -> None:
+        path: Path = ("blocks",)
+        if not isinstance(raw, dict):
+            self.error(
+                path, f"'blocks' must be a mapping of block names to definitions, got {show(raw)}"
+            )
+            return
+        reserved = set(layers()) | set(CONTAINERS)
+        for name, definition in raw.items():
+            bpath = (*path, name)
+            if not _BLOCK_NAME.fullmatch(name):
+                self.error(bpath, f"block name '{name}' must be an identifier", key=True)
+                continue
+            if name in reserved:
+                self.error(bpath, f"block '{name}' has the name of a built-in layer type", key=True)
+                continue
+            if not isinstance(definition, dict):
+                self.error(
+                    bpath, f"a block is a mapping with 'params' and 'body', got {show(definition)}"
+                )
+                continue
+            for k in definition:
+                if k not in ("params", "body"):
+                    self.error(
+                        (*bpath, k),
+                        f"unknown block key '{k}'" + did_you_mean(k, ["params", "body"]),
+                        key=True,
+                        kind="unknown_key",
+                    )
+            if "body" not in definition:
+                self.error((*bpath, "body"), f"block '{name}' needs a 'body'", kind="missing")
+                continue
+            params = self.block_params(definition.get("params", {}), (*bpath, "params"))
+            if params is not None:
+                self.blocks[name] = Block(name, params, definition["body"], bpath)
+            else:
+                self.broken_blocks.add(name)
+        # Each body is checked once as written, with its parameters as placeholders.
+        for block in self.blocks.values():
+            refs = self._check_refs(block.body, (*block.path, "body"), set(block.params))
+            block.unknown_refs.update(refs - set(block.params))
+            ctx = Ctx(placeholders=frozenset(block.params) | refs, blocks=(block.name,))
+            with contextlib.suppress(TooLarge):
+                self.node(block.body, (*block.path, "body"), ctx)
+
+    def block_params(self, raw: Any, path: Path) -> dict[str, Any] | None:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            self.error(
+                path,
+                f"'params' must map parameter names to a type (int, float, bool, str, list, any) or a default value, got {show(raw)}",
+            )
+            return None
+        params: dict[str, Any] = {}
+        for pname, spec in raw.items():
+            if not _BLOCK_NAME.fullmatch(pname) or pname in NODE_KEYS:
+                self.error((*path, pname), f"'{pname}' cannot be a block parameter name", key=True)
+                continue
+            if isinstance(spec, str) and spec in _PARAM_TYPES:
+                params[pname] = _PARAM_TYPES[spec]
+            else:
+                params[pname] = ("default", spec)
+        return params
+
+    def _check_refs(self, value: Any, path: Path, params: set[str]) -> frozenset[str]:
+        """Every ``$name`` in a block body must name one of its parameters; returns the names used."""
+        used: set[str] = set()
+        stack: list[tuple[Any, Path]] = [(value, path)]
+        while stack:
+            v, p = stack.pop()
+            if isinstance(v, str):
+                m = PARAM_REF.fullmatch(v)
+                if m:
+                    used.add(m.group(1))
+                if m and m.group(1) not in params:
+                    self.error(
+                        p,
+                        f"unknown block parameter '{v}'"
+                        + did_you_mean(m.group(1), sorted(params)).replace("'", "'$", 1),
+                    )
+            elif isinstance(v, dict):
+                stack.extend((x, (*p, k)) for k, x in v.items())
+            elif isinstance(v, list):
+                stack.extend((x, (*p, i)) for i, x in enumerate(v))
+        return frozenset(used)
+
+    def block_use(self, block: Block, args: dict[str, Any], path: Path, ctx: Ctx) -> Node | None:
+        if block.name in ctx.blocks:
+            self.error(
+                (*path, "type"),
+                f"block '{block.name}' uses itself (through {' -> '.join(ctx.blocks)})",
+                ctx=ctx,
+            )
+            return None
+        values: dict[str, Any] = {}
+        ok = True
+        for k, v in args.items():
+            if k not in block.params:
+                self.error(
+                    (*path, k),
+                    f"unknown parameter '{k}' for block {block.name}"
+                    + did_you_mean(k, [*block.params, *NODE_KEYS]),
+                    key=True,
+                    kind="unknown_key",
+                    ctx=ctx,
+                )
+                ok = False
+            elif not placeholder(v, ctx):
+                values[k] = v
+        for pname, spec in block.params.items():
+            if isinstance(spec, tuple):
+                values.setdefault(pname, spec[1])
+            elif pname in values:
+                try:
+                    args_model(_param_typedef(block.name, pname, spec)).model_validate(
+                        {pname: values[pname]}
+                    )
+                except ValidationError:
+                    self.error(
+                        (*path, pname),
+                        f"expected {describe(spec)}, got {show(values[pname])}",
+                        kind="type",
+                        ctx=ctx,
+                    )
+                    ok = False
+            elif pname not in args and not difflib.get_close_matches(
+                pname, list(args), n=1, cutoff=0.6
+            ):
+                self.error(
+                    (*path, pname),
+                    f"missing required parameter '{pname}' for block {block.name}",
+                    kind="missing",
+                    ctx=ctx,
+                )
+                ok = False
+        if not ok:
+            return None
+        body_path = (*block.path, "body")
+        body = _substitute(
+            block.body, body_path, values, {k: (*path, k) for k in args}, self.redirect
+        )
+        use = f"in block '{block.name}' used at {self.where(path)} ({format_path(path)})"
+        inner = Ctx(
+            placeholders=(ctx.placeholders - set(values)) | block.unknown_refs,
+            blocks=(*ctx.blocks, block.name),
+            notes=(use, *ctx.notes),
+        )
+        node = self.node(body, body_path, inner)
+        for p in [p for p in self.redirect if p[: len(body_path)] == body_path]:
+            del self.redirect[p]
+        return node
+
+
+@functools.cache
+def _param_typedef_cached(block: str, name: str, spec_key: str) -> TypeDef:
+    return TypeDef(f"{block}.{name}", "custom", (Param(name, json.loads(spec_key)),))
+
+
+def _param_typedef(block: str, name: str, spec: Any) -> TypeDef:
+    return _param_typedef_cached(block, name, json.dumps(spec, sort_keys=True))
+
+
+def _substitute(
+    value: Any,
+    path: Path,
+    values: dict[str, Any],
+    use_paths: dict[str, Path],
+    redirect: dict[Path, Path],
+) -> Any:
+    if isinstance(value, str):
+        m = PARAM_REF.fullmatch(value)
+        if m and m.group(1) in values:
+            name = m.group(1)
+            if name in use_paths:
+                redirect[path] = use_paths[name]
+            return copy.deepcopy(values[name])
+        return value
+    if isinstance(value, dict):
+        return {
+            k: _substitute(v, (*path, k), values, use_paths, redirect) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            _substitute(v, (*path, i), values, use_paths, redirect) for i, v in enumerate(value)
+        ]
+    return value
