@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -173,6 +174,71 @@ def test_nproc_must_be_positive(tmp_path: Path) -> None:
     result = specnet("train", str(spec), "--nproc", "0", cwd=tmp_path)
     assert result.returncode == 2
     assert "--nproc must be at least 1" in result.stderr
+
+
+def test_a_spec_without_training_fails_once_under_torchrun(tmp_path: Path) -> None:
+    # Rank 0 meets the error loading the data (it loads first); rank 1 waited for it, and
+    # once reported a gloo RuntimeError with a traceback. Every rank now reaches the verdict.
+    spec = tmp_path / "bare.yaml"
+    spec.write_text("input: [4]\nmodel: {type: Linear, out_features: 2}\n")
+    result = subprocess.run(
+        [*TORCHRUN, "-m", "specnet", "train", str(spec), "--out", "run"],
+        cwd=tmp_path,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("nothing to train on") == 1, result.stderr
+    assert_no_traceback(result.stderr)
+
+
+def assert_no_traceback(stderr: str) -> None:
+    """No process printed a traceback (torchrun itself prints one for a failed process)."""
+    assert "RuntimeError" not in stderr, stderr
+    assert stderr.count("Traceback") == stderr.count("errors.ChildFailedError: "), stderr
+
+
+def test_data_that_rank_0_cannot_load_fails_once_under_nproc(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, n=20, batch=4, epochs=1)
+    (tmp_path / "data.pt").unlink()
+    result = specnet("train", str(spec), "--out", "run", "--nproc", "2", cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.count("TensorFile: cannot read") == 1, result.stderr
+    assert "2 of 2 processes failed (exit codes 1)" in result.stderr
+    assert_no_traceback(result.stderr)
+
+
+# One sample to evaluate on: rank 1's shard is empty, so rank 0 alone meets the metric that
+# does not fit the model's outputs.
+EVALUATE = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from specnet import Trainer
+
+    trainer = Trainer(nn.Linear(3, 1), loss="MSELoss", metrics=["accuracy"], device="cpu")
+    try:
+        trainer.evaluate(TensorDataset(torch.randn(1, 3), torch.randn(1, 1)))
+    except ValueError as exc:
+        sys.stdout.write(f"rank {trainer.rank}: {exc}\\n")  # one write: the ranks share stdout
+    """
+)
+
+
+def test_an_error_in_one_process_is_raised_in_every_one(tmp_path: Path) -> None:
+    script = tmp_path / "evaluate.py"
+    script.write_text(EVALUATE)
+    result = subprocess.run(
+        [*TORCHRUN, str(script)], env=ENV, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    message = "metric 'accuracy' needs class scores [batch, classes, ...] and class-index targets"
+    ranks = re.findall(rf"rank (\d): {re.escape(message)}", result.stdout)
+    assert sorted(ranks) == ["0", "1"], result.stdout
 
 
 # Trains under torchrun; the process of rank 1 SIGKILLs itself after optimizer step `kill`.

@@ -3,7 +3,9 @@ accumulation, clipping, and stopping on a loss that is not finite."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import specnet
-from specnet import Callback, Trainer
+from specnet import Callback, Trainer, TrainSpec
+from specnet._front.registry import schedulers
+from specnet._front.trainspec import CLASS_SCORES, METRICS, SAME_SIZE
 from specnet._train.checkpoint import Checkpointer, latest_checkpoint, load_state, load_weights
+from specnet._train.errors import NonFiniteLossError, TrainingError
 
 
 class SimpleNN(nn.Module):
@@ -279,9 +284,10 @@ def test_a_loss_that_is_not_finite_stops_and_keeps_the_last_good_checkpoint(
     saver = Checkpointer(tmp_path, every=2)
     trainer = Trainer(model, loss=loss, batch_size=8, epochs=2, callbacks=[saver], log_every=0)
     with pytest.raises(
-        FloatingPointError, match=r"not finite\) in epoch 1, between optimizer steps 7 and 8"
-    ):
+        NonFiniteLossError, match=r"not finite\) in epoch 1, between optimizer steps 7 and 8"
+    ) as info:
         trainer.fit(blobs(128))
+    assert isinstance(info.value, FloatingPointError)
     last = latest_checkpoint(tmp_path)
     assert last is not None and last.step == 6
     assert torch.isnan(model.layer1.weight).any()  # the bad step was taken in memory only
@@ -309,19 +315,90 @@ def test_from_spec_takes_the_train_section() -> None:
         "  schedule: {type: StepLR, step_size: 2}\n  epochs: 5\n  batch_size: 7\n"
         "  metrics: [accuracy]\n  precision: bf16\n  grad_accum_steps: 2\n  seed: 3\n"
     )
+    assert Trainer.from_spec(spec).settings == spec.train  # every setting, none restated
     trainer = Trainer.from_spec(spec, device="cpu")
+    assert trainer.settings == spec.train.model_copy(update={"device": "cpu"})
     assert isinstance(trainer.optimizer, torch.optim.SGD)
     assert trainer.optimizer.param_groups[0]["nesterov"] is True
-    assert (trainer.epochs, trainer.batch_size, trainer.grad_accum_steps) == (5, 7, 2)
-    assert (trainer.metrics, trainer.precision, trainer.seed) == (("accuracy",), "bf16", 3)
+    assert trainer.scaler is None and trainer.device == torch.device("cpu")
     trainer.fit(blobs(28))
     assert isinstance(trainer.scheduler, torch.optim.lr_scheduler.StepLR)
+    assert trainer.step == 5 * 2  # 4 batches of 7 a epoch, 2 accumulated a step
+
+
+def test_keyword_settings_are_the_train_sections() -> None:
+    trainer = Trainer(SimpleNN(), epochs=3, metrics=["mae"], clip_grad_norm=1, device="cpu")
+    assert trainer.settings == TrainSpec.model_validate(
+        {"epochs": 3, "metrics": ("mae",), "clip_grad_norm": 1.0, "device": "cpu"}
+    )
+    with pytest.raises(TypeError, match="argument 'epoch'; did you mean 'epochs'"):
+        Trainer(SimpleNN(), epoch=3)
+    with pytest.raises(TypeError, match="argument 'data'"):
+        Trainer(SimpleNN(), data="Digits")
 
 
 def test_bad_settings_are_value_errors() -> None:
-    with pytest.raises(ValueError, match="unknown metric"):
-        Trainer(SimpleNN(), metrics=["f1"])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="epochs must be at least 1"):
+    with pytest.raises(ValueError, match="unknown metric 'f1'; choose from accuracy"):
+        Trainer(SimpleNN(), metrics=["f1"])
+    with pytest.raises(
+        ValueError, match="epochs: Input should be greater than or equal to 1, got 0"
+    ):
         Trainer(SimpleNN(), epochs=0)
     with pytest.raises(ValueError, match="unknown optimizer type 'adam'; did you mean 'Adam'"):
         Trainer(SimpleNN(), optimizer="adam")
+    with pytest.raises(TrainingError, match="SGD: Invalid learning rate: -1"):  # torch's check
+        Trainer(SimpleNN(), optimizer={"type": "SGD", "lr": -1.0})
+
+
+def test_schedules_step_as_their_registry_entry_says() -> None:
+    def lrs(schedule: Any) -> list[float]:
+        trainer = Trainer(
+            SimpleNN(),
+            optimizer={"type": "SGD", "lr": 0.1},
+            schedule=schedule,
+            epochs=2,
+            batch_size=64,
+        )
+        return [r["lr"] for r in trainer.fit(blobs())]  # 4 optimizer steps an epoch
+
+    step_lr = {"type": "StepLR", "step_size": 1, "gamma": 0.5}
+    assert lrs(step_lr) == pytest.approx([0.1, 0.05])
+    registry = schedulers()
+    entry = registry["StepLR"]
+    assert entry.stepping == "epoch"
+    registry.add(dataclasses.replace(entry, stepping="batch"), replace=True)
+    try:
+        assert lrs(step_lr) == pytest.approx([0.1 * 0.5**4, 0.1 * 0.5**8])
+    finally:
+        registry.add(entry, replace=True)
+
+    # An object of a subclass steps as the torch class it derives from.
+    class Cycle(torch.optim.lr_scheduler.OneCycleLR):
+        pass
+
+    cycles: list[Cycle] = []
+
+    def make(optimizer: torch.optim.Optimizer) -> Cycle:
+        cycles.append(Cycle(optimizer, max_lr=0.1, total_steps=8))
+        return cycles[-1]
+
+    lrs(make)
+    assert cycles[0].last_epoch == 8
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_every_metric_is_computed_on_what_it_needs_and_refuses_the_rest(name: str) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(12, 4)
+    fits = {
+        CLASS_SCORES: torch.randint(0, 3, (12,)),
+        SAME_SIZE: torch.randn(12, 3),
+    }
+    needs = METRICS[name].needs
+    trainer = Trainer(nn.Linear(4, 3), loss=lambda out, y: out.sum() * 0, metrics=[name])
+    value = trainer.evaluate(TensorDataset(x, fits[needs]))[name]
+    assert math.isfinite(value) and value >= 0
+    for other, y in fits.items():
+        if other is not needs:
+            with pytest.raises(TrainingError, match=re.escape(f"'{name}' needs {needs.text}")):
+                trainer.evaluate(TensorDataset(x, y))

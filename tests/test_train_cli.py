@@ -259,3 +259,17 @@ def test_subcommand_help_does_not_import_torch() -> None:
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_torchs_own_checks_of_the_settings_are_located_in_the_file(
+    spec: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Validation cannot know that SGD's nesterov needs a momentum; torch's check says so.
+    out = tmp_path / "run"
+    sets = ["--set", "train.optimizer={type: SGD, lr: 0.1, nesterov: true}"]
+    assert main(["train", str(spec), "--out", str(out), *sets]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"{spec}:15:14: train.optimizer: SGD: Nesterov momentum requires a momentum and zero "
+        "dampening"
+    ]
+    assert not (out / "checkpoints").exists()

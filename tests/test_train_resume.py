@@ -1,4 +1,5 @@
-"""Checkpoints: resuming after kill -9 reaches the same weights; writes are atomic."""
+"""Checkpoints: resuming after kill -9 reaches the same weights; writes are atomic; checkpoints
+of the first layout still resume."""
 
 from __future__ import annotations
 
@@ -13,15 +14,14 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from torch import nn
+from torch.utils.data import TensorDataset
 
+from specnet import Trainer
 from specnet._cli.main import main
 from specnet._train import checkpoint as _checkpoint
-from specnet._train.checkpoint import (
-    CheckpointError,
-    latest_checkpoint,
-    load_state,
-    save_checkpoint,
-)
+from specnet._train.checkpoint import Checkpointer, latest_checkpoint, load_state, save_checkpoint
+from specnet._train.errors import CheckpointError
 
 # Digits with dropout (so the random state matters), 23 batches per epoch, 3 epochs.
 SPEC = """\
@@ -216,3 +216,89 @@ def test_checkpoint_of_another_spec_is_refused(
     same_model.write_text(SPEC.replace("epochs: 3", "epochs: 7"))
     assert main(["evaluate", str(same_model), "--checkpoint", str(ref)]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_checkpoint_in_the_first_layout_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 4, generator=g)
+    data = TensorDataset(x, (x[:, 0] > 0).long())
+
+    def trainer(*callbacks: object) -> Trainer:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.3), nn.Linear(16, 2))
+        return Trainer(
+            model,
+            optimizer={"type": "SGD", "lr": 0.1, "momentum": 0.9},
+            schedule={"type": "StepLR", "step_size": 1, "gamma": 0.5},
+            epochs=3,
+            batch_size=8,
+            device="cpu",
+            log_every=2,
+            callbacks=callbacks,
+        )
+
+    whole = trainer()
+    whole.fit(data)
+
+    def stop(t: Trainer, loss: torch.Tensor) -> None:
+        if t.step == 7:  # mid-epoch: 5 steps an epoch
+            raise _Stop
+
+    cut = trainer(Checkpointer(tmp_path / "new", every=7))
+    cut.on("on_batch_end", stop)
+    with pytest.raises(_Stop):
+        cut.fit(data)
+
+    # The same checkpoint as the first layout wrote it.
+    found = latest_checkpoint(tmp_path / "new")
+    assert found is not None
+    state = load_state(found.state)
+    old = {k: v for k, v in state.items() if k not in _LAYOUT_2_ONLY}
+    old["sums"] = [state[k] for k in _LAYOUT_2_ONLY[:4]]
+    old["rng"], old["rng_per_rank"] = state["rng_per_rank"][0], []
+    assert set(old) == {
+        "world_size",
+        "epoch",
+        "batch_in_epoch",
+        "step",
+        "optimizer",
+        "scheduler",
+        "scaler",
+        "history",
+        "log",
+        "sums",
+        "rng",
+        "rng_per_rank",
+        "data_seed",
+        "epoch_seconds",
+    }
+    first = tmp_path / "old"
+    first.mkdir()
+    (first / found.weights.name).write_bytes(found.weights.read_bytes())
+    payload = {"format": 1, _checkpoint.HASH_KEY: None, "trainer": old, "options": {}}
+    torch.save(payload, first / found.state.name)
+
+    for folder in ("new", "old"):
+        resumed = trainer(Checkpointer(tmp_path / folder))
+        assert resumed.callbacks[0].resume(resumed) is not None  # type: ignore[attr-defined]
+        assert (resumed.step, resumed.batch_in_epoch) == (7, 2)
+        resumed.fit(data)
+        for key, value in whole.model.state_dict().items():
+            assert torch.equal(resumed.model.state_dict()[key], value), (folder, key)
+        assert [r["train_loss"] for r in resumed.history] == [
+            r["train_loss"] for r in whole.history
+        ]
+        assert resumed.log == whole.log
+
+
+_LAYOUT_2_ONLY = (
+    "epoch_loss",
+    "epoch_batches",
+    "interval_loss",
+    "interval_batches",
+    "rng_per_rank",
+)

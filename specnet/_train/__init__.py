@@ -1,1 +1,2 @@
-"""Training: the Trainer, data sets, checkpoints, run folders, several processes."""
+"""Training: the Trainer and its state, data sets, checkpoints, run folders, one process or
+several, saved weights at work."""

@@ -3,14 +3,18 @@
 A checkpoint is two files in a folder, named by the optimizer step::
 
     step-000130.safetensors   the model's state_dict, with the spec's model hash as metadata
-    step-000130.pt            Trainer.state_dict(): optimizer, schedule, scaler, counters,
-                              history and every random state; read with weights_only=True
+    step-000130.pt            Trainer.state_dict(): its TrainerState (counters, history,
+                              every random state), the optimizer's, schedule's and scaler's
+                              states; read with weights_only=True
 
 Each file is written to a temporary file in the same folder, flushed and fsync'ed, renamed
 over its final name with :func:`os.replace`, and the folder is fsync'ed: a crash leaves the
 previous file or the new one, never a torn one. The ``.pt`` file is written last, so a
 checkpoint counts only once both files exist. The newest complete checkpoint is the one to
 resume; older ones are removed once a newer one is complete.
+
+The ``.pt`` file says which layout it holds (``format``); :func:`load_state` reads the older
+layouts too, into the current one.
 """
 
 from __future__ import annotations
@@ -31,14 +35,15 @@ import torch
 from torch import nn
 
 from .distributed import world_size_mismatch
+from .errors import CheckpointError
 from .trainer import Callback
 
 if TYPE_CHECKING:
     from .trainer import Trainer
 
 __all__ = [
+    "FORMAT",
     "Checkpoint",
-    "CheckpointError",
     "Checkpointer",
     "atomic_write",
     "check_world_size",
@@ -56,9 +61,24 @@ __all__ = [
 HASH_KEY = "specnet_model_hash"
 _NAME = re.compile(r"^step-(\d+)\.pt$")
 
+FORMAT = 2
+"""The layout of the state files written now: 2 has a field per :class:`TrainerState` counter;
+1 (before it) kept the loss sums in one list and rank 0's random state apart."""
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, or belongs to another model."""
+
+def _from_format_1(state: Mapping[str, Any]) -> dict[str, Any]:
+    """A trainer state of format 1 in the current layout."""
+    new = dict(state)
+    epoch_loss, epoch_batches, interval_loss, interval_batches = new.pop("sums")
+    new.update(
+        epoch_loss=float(epoch_loss),
+        epoch_batches=int(epoch_batches),
+        interval_loss=float(interval_loss),
+        interval_batches=int(interval_batches),
+    )
+    rank_0 = new.pop("rng")
+    new["rng_per_rank"] = new["rng_per_rank"] or [rank_0]
+    return new
 
 
 def model_hash(data: Mapping[str, Any]) -> str:
@@ -199,7 +219,7 @@ def save_checkpoint(
     weights, state = stem.with_suffix(".safetensors"), stem.with_suffix(".pt")
     save_weights(weights, model, model_hash)
     payload = {
-        "format": 1,
+        "format": FORMAT,
         HASH_KEY: model_hash,
         "trainer": dict(trainer_state),
         "options": dict(options or {}),
@@ -213,9 +233,11 @@ def save_checkpoint(
 
 
 def load_state(path: str | os.PathLike[str], model_hash: str | None = None) -> dict[str, Any]:
-    """A checkpoint's trainer state (``weights_only=True``), refusing another model's."""
-    state: dict[str, Any] = _payload(path, model_hash)["trainer"]
-    return state
+    """A checkpoint's trainer state in the current layout (read with ``weights_only=True``),
+    refusing another model's."""
+    payload = _payload(path, model_hash)
+    state: dict[str, Any] = payload["trainer"]
+    return _from_format_1(state) if payload["format"] == 1 else state
 
 
 def load_options(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -230,7 +252,7 @@ def _payload(path: str | os.PathLike[str], model_hash: str | None) -> dict[str, 
         payload = torch.load(p, weights_only=True, map_location="cpu")
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
         raise CheckpointError(f"cannot read checkpoint {p}: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format") != 1:
+    if not isinstance(payload, dict) or payload.get("format") not in (1, FORMAT):
         raise CheckpointError(f"{p} is not a specnet checkpoint")
     _check_hash(payload.get(HASH_KEY), model_hash, p)
     return payload
@@ -284,7 +306,7 @@ class Checkpointer(Callback):
     def save(self, trainer: Trainer) -> Checkpoint | None:
         """Save a checkpoint (in several processes: all gather the state, rank 0 writes)."""
         state = trainer.state_dict()  # raises first if the loss went non-finite
-        if trainer.rank != 0:
+        if not trainer.strategy.is_main:
             return None
         self.last = save_checkpoint(
             self.folder, trainer.model, state, self.model_hash, keep=self.keep, options=self.options

@@ -29,7 +29,7 @@ from torch.utils.data import Dataset, TensorDataset
 
 from specnet._front.errors import ErrorItem, Path, SpecValidationError
 from specnet._front.source import SourceMap
-from specnet._front.spec import TensorSpec
+from specnet._front.spec import Spec, TensorSpec
 from specnet._front.trainspec import Component, datasets, transforms
 
 __all__ = [
@@ -40,6 +40,7 @@ __all__ = [
     "embedding_size",
     "load_dataset",
     "model_output_shape",
+    "single_input",
 ]
 
 Split = Literal["train", "test"]
@@ -53,6 +54,16 @@ def data_error(
     """A :class:`SpecValidationError` about the data, located at ``train.data`` when known."""
     item = source.error(path, msg, kind="data") if source else ErrorItem(path, msg, "data")
     return SpecValidationError([item])
+
+
+def single_input(spec: Spec) -> TensorSpec:
+    """The spec's one input; the data sets give one input per sample."""
+    if len(spec.inputs) != 1:
+        raise data_error(
+            f"the built-in data sets give one input, but this model takes {len(spec.inputs)}",
+            spec.source,
+        )
+    return next(iter(spec.inputs.values()))
 
 
 def dataset_args(component: Component) -> dict[str, Any]:

@@ -1,48 +1,63 @@
-"""Several processes: torchrun's environment, the process group, and each process's batches.
+"""Where training runs: one process, or several started by torchrun, behind one interface.
 
-specnet does not launch or coordinate processes itself: ``torchrun`` (torch.distributed.run)
-starts them and sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address;
-:func:`setup` joins the process group from that environment (gloo on the CPU, NCCL on CUDA)
-and the trainer wraps the model in ``DistributedDataParallel``.
+A :class:`Strategy` is what the trainer does differently in several processes: how it wraps
+the model, which share of each batch a process takes and how its loss is weighted, how losses
+and metrics are summed over the processes, and how the processes agree. :func:`strategy_for`
+picks :class:`SingleProcess` or :class:`DistributedDataParallelStrategy` from the environment.
+
+specnet does not coordinate processes itself: ``torchrun`` (torch.distributed.run) starts
+them and sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address (:func:`launch`
+runs torchrun for ``specnet train --nproc N``); the strategy joins the process group from that
+environment (gloo on the CPU, NCCL on CUDA) and wraps the model in ``DistributedDataParallel``.
 
 The data order is a pure function of the seed and the epoch (:class:`BatchOrder`). Each global
 batch of ``batch_size`` samples is cut into one contiguous shard per process; a process's
 loss is weighted by its shard's share of the batch (:func:`loss_weight`), so that the average
 of the gradients across processes is the gradient of the global batch's mean loss, whatever
 the number of processes, the epoch's last, smaller batch included.
+
+A process that fails while the others wait in a collective call leaves them waiting, then
+failing with the backend's error once it exits. Where the processes can reach different
+verdicts (rank 0 loads the data first; a process may evaluate no batch), they exchange them
+first (:meth:`Strategy.agree`): an error a user can cause, in any process, is raised in all.
 """
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import datetime
 import math
 import os
-from collections.abc import Callable, Iterator, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar, cast
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
+
+from specnet._front.errors import SpecnetError, UsageError
+
+from .errors import TrainingError
 
 T = TypeVar("T")
 
 __all__ = [
     "BatchOrder",
-    "all_reduce_sum",
-    "barrier",
-    "broadcast_object",
-    "gather_objects",
-    "in_turn",
+    "DistributedDataParallelStrategy",
+    "SingleProcess",
+    "Strategy",
+    "end_process",
+    "launch",
     "launched",
-    "local_rank",
+    "leave",
     "loss_weight",
-    "rank",
-    "setup",
     "shard",
-    "shutdown",
-    "world_size",
+    "strategy_for",
     "world_size_mismatch",
 ]
 
@@ -52,117 +67,309 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def active() -> bool:
+def _active() -> bool:
     """Whether a process group of more than one process is set up."""
     return bool(dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1)
 
 
-def rank() -> int:
-    """This process's rank (0 without a process group)."""
-    return dist.get_rank() if active() else 0
+class Strategy(abc.ABC):
+    """How the trainer trains in this process and, through it, with the others.
 
-
-def world_size() -> int:
-    """The number of processes (1 without a process group)."""
-    return dist.get_world_size() if active() else 1
-
-
-def setup(device: torch.device) -> torch.device:
-    """Join torchrun's process group (once) and return the device this process trains on.
-
-    Outside torchrun, returns ``device`` unchanged. Under torchrun, uses NCCL when ``device``
-    is CUDA (each process then takes the GPU ``cuda:LOCAL_RANK``, whatever index ``device``
-    names) and gloo otherwise.
+    :attr:`device` is the device this process trains on; :attr:`rank` is its place among
+    :attr:`world_size` processes.
     """
-    if not launched() and not active():
-        return device
-    cuda = device.type == "cuda"
-    if cuda:
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        count = torch.cuda.device_count()
-        if local >= count:
-            raise ValueError(
-                f"process {local} of this machine has no GPU: {count} visible; start at most "
-                f"{count} processes per machine (--nproc / torchrun --nproc-per-node)"
+
+    device: torch.device
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process is rank 0: the one that writes files and prints."""
+        return self.rank == 0
+
+    @abc.abstractmethod
+    def wrap(self, model: nn.Module) -> nn.Module:
+        """The module that training calls (evaluation calls ``model`` itself)."""
+
+    @abc.abstractmethod
+    def no_sync(self, sync: bool) -> contextlib.AbstractContextManager[Any]:
+        """Around a backward pass: unless ``sync``, gradients stay in this process (an
+        accumulation step that no optimizer step follows)."""
+
+    @abc.abstractmethod
+    def loss_weight(self, order: object, batch_index: int, reduction: str) -> float | None:
+        """The factor for this process's loss on a batch of ``order`` (None: as it is)."""
+
+    @abc.abstractmethod
+    def check_batches(self, order: object, model: nn.Module) -> None:
+        """Refuse batches that leave a process too few samples for the model."""
+
+    @abc.abstractmethod
+    def mean_loss_(self, total: torch.Tensor) -> torch.Tensor:
+        """Turn this process's sum of weighted losses into the global batches' (in place)."""
+
+    @abc.abstractmethod
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum ``t`` over the processes, in place."""
+
+    @abc.abstractmethod
+    def broadcast(self, obj: T) -> T:
+        """Rank 0's ``obj``, in every process."""
+
+    @abc.abstractmethod
+    def gather(self, obj: Any) -> list[Any]:
+        """Every process's ``obj``, in rank order (pickled: for small objects)."""
+
+    @abc.abstractmethod
+    def agree(self, work: Callable[[], T]) -> T:
+        """``work()`` in every process; a :class:`SpecnetError` in any is raised in all."""
+
+    @abc.abstractmethod
+    def in_turn(self, read: Callable[[], T]) -> T:
+        """``read()`` in every process: rank 0 first, then each machine's first, then the rest.
+
+        For data sets that download on first use: rank 0 fetches into a folder shared by the
+        machines; a machine with its own folder fetches once too; the others find the files.
+        An error in a turn is raised in every process, before the next turn.
+        """
+
+    @abc.abstractmethod
+    def close(self, *, together: bool) -> None:
+        """Leave the processes: ``together``, once all arrive (so none is stopped while another
+        still writes), or at once (after an error only this process met)."""
+
+
+class SingleProcess(Strategy):
+    """Training in this process alone."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.rank = 0
+        self.world_size = 1
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def no_sync(self, sync: bool) -> contextlib.AbstractContextManager[Any]:
+        return contextlib.nullcontext()
+
+    def loss_weight(self, order: object, batch_index: int, reduction: str) -> float | None:
+        return None
+
+    def check_batches(self, order: object, model: nn.Module) -> None:
+        return
+
+    def mean_loss_(self, total: torch.Tensor) -> torch.Tensor:
+        return total
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def broadcast(self, obj: T) -> T:
+        return obj
+
+    def gather(self, obj: Any) -> list[Any]:
+        return [obj]
+
+    def agree(self, work: Callable[[], T]) -> T:
+        return work()
+
+    def in_turn(self, read: Callable[[], T]) -> T:
+        return read()
+
+    def close(self, *, together: bool) -> None:
+        return
+
+
+class DistributedDataParallelStrategy(Strategy):
+    """One of several processes started by torchrun, training through DistributedDataParallel.
+
+    Joins torchrun's process group (once). On CUDA each process takes the GPU
+    ``cuda:LOCAL_RANK``, whatever index ``device`` names, and the processes talk through NCCL;
+    elsewhere through gloo. ``batch_size`` is the global batch, shared by the processes.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        cuda = device.type == "cuda"
+        if cuda:
+            local, count = _local_rank(), torch.cuda.device_count()
+            here = int(os.environ.get("LOCAL_WORLD_SIZE", local + 1))
+            if here > count:  # every process of the machine finds it: the same verdict
+                raise TrainingError(
+                    f"this machine runs {here} processes but has {count} GPU(s); start at most "
+                    f"{count} processes per machine (--nproc / torchrun --nproc-per-node)"
+                )
+            device = torch.device("cuda", local)
+            torch.cuda.set_device(device)  # NCCL's object collectives use the current device
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
+            atexit.register(leave)
+        self.device = device
+        self.rank = dist.get_rank()
+        self.world_size = dist.get_world_size()
+        self._ddp: DistributedDataParallel | None = None
+
+    def wrap(self, model: nn.Module) -> nn.Module:
+        ids = [self.device] if self.device.type == "cuda" else None
+        self._ddp = DistributedDataParallel(model, device_ids=ids)
+        return self._ddp
+
+    def no_sync(self, sync: bool) -> contextlib.AbstractContextManager[Any]:
+        if sync or self._ddp is None:
+            return contextlib.nullcontext()
+        return self._ddp.no_sync()
+
+    def loss_weight(self, order: object, batch_index: int, reduction: str) -> float | None:
+        if not isinstance(order, BatchOrder):  # the caller's loader: each process its own
+            return None
+        return loss_weight(
+            order.n, order.batch_size, batch_index, self.world_size, self.rank, reduction
+        )
+
+    def check_batches(self, order: object, model: nn.Module) -> None:
+        if not isinstance(order, BatchOrder):
+            return
+        share, size = order.smallest_share()
+        if share < 2 and any(
+            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()
+        ):
+            raise TrainingError(
+                f"with {self.world_size} processes, a batch of {size} samples (of {order.n}, in "
+                f"batches of {order.batch_size}) leaves a process {share} sample(s), and the "
+                "model's BatchNorm layers need at least 2 per process in training; choose a "
+                "batch_size for which every batch, the epoch's last included, has at least "
+                f"{2 * self.world_size} samples"
             )
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)  # NCCL's object collectives use the current device
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", device_id=device if cuda else None)
-        atexit.register(_at_exit)
-    return device
+
+    def mean_loss_(self, total: torch.Tensor) -> torch.Tensor:
+        # The processes' weighted shares sum to world_size x the global batches' mean.
+        dist.all_reduce(total)
+        return total.div_(self.world_size)
+
+    def sum_(self, t: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(t)
+        return t
+
+    def broadcast(self, obj: T) -> T:
+        box = [obj]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def gather(self, obj: Any) -> list[Any]:
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def agree(self, work: Callable[[], T]) -> T:
+        result: T | None = None
+        error = None
+        try:
+            result = work()
+        except SpecnetError as exc:
+            error = exc
+        self._verdict(error)
+        return cast(T, result)
+
+    def in_turn(self, read: Callable[[], T]) -> T:
+        first, local_first = self.rank == 0, _local_rank() == 0
+        result: T | None = None
+        for turn in (first, not first and local_first, not first and not local_first):
+            error = None
+            if turn:
+                try:
+                    result = read()
+                except SpecnetError as exc:
+                    error = exc
+            self._verdict(error)
+        return cast(T, result)
+
+    def _verdict(self, error: SpecnetError | None) -> None:
+        """Exchange each process's verdict; raise the first error (by rank) in every one."""
+        verdicts = self.gather(error)
+        failed = next((r for r, e in enumerate(verdicts) if e is not None), None)
+        if failed is None:
+            return
+        if failed == self.rank and error is not None:
+            raise error
+        raise verdicts[failed]
+
+    def close(self, *, together: bool) -> None:
+        if together:
+            leave()
+        elif dist.is_initialized():
+            dist.destroy_process_group()
 
 
-def shutdown() -> None:
-    """Leave the process group, if one is set up."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+def strategy_for(device: torch.device) -> Strategy:
+    """DistributedDataParallel in a process that torchrun started as one of several (or in an
+    existing process group of several), else this process alone."""
+    if launched() or _active():
+        return DistributedDataParallelStrategy(device)
+    return SingleProcess(device)
 
 
-def _at_exit() -> None:
-    """Leave the group together: a gloo process that exits while another still runs (rank 0
-    saving, say) can abort in the group's threads. A peer that died or hangs is waited for a
-    minute at most."""
+def _local_rank() -> int:
+    """This process's rank on its machine (``LOCAL_RANK``; 0 without torchrun)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def leave() -> None:
+    """Leave the process group, if this process is in one, once every process arrives.
+
+    A gloo process that exits while another still runs (rank 0 saving, say) can abort in the
+    group's threads. A gloo peer that died or hangs is waited for a minute at most.
+    """
     if not (dist.is_available() and dist.is_initialized()):
         return
-    if dist.get_backend() == "gloo":
-        with contextlib.suppress(RuntimeError):
+    with contextlib.suppress(RuntimeError):
+        if dist.get_backend() == "gloo":
             dist.monitored_barrier(timeout=datetime.timedelta(seconds=60))
-    shutdown()
+        else:
+            dist.barrier()
+    dist.destroy_process_group()
 
 
-def barrier() -> None:
-    if active():
-        dist.barrier()
+def end_process(code: int) -> None:
+    """End a process of a torchrun job with exit status ``code``, with the others.
 
-
-def local_rank() -> int:
-    """This process's rank on its machine (``LOCAL_RANK``; 0 without torchrun)."""
-    return int(os.environ.get("LOCAL_RANK", "0")) if active() else 0
-
-
-def in_turn(read: Callable[[], T]) -> T:
-    """``read()`` in every process: rank 0 first, then each machine's first, then the rest.
-
-    For data sets that download on first use: rank 0 fetches into a folder shared by the
-    machines; a machine with its own folder fetches once too; the others find the files.
+    Its files are written and closed, its errors reported. It leaves the process group
+    together with the others, then exits at once, rather than through the interpreter's
+    teardown: torchrun stops the others as soon as one fails, and gloo's threads can abort a
+    process during that teardown.
     """
-    if not active():
-        return read()
-    first, local_first = rank() == 0, local_rank() == 0
-    result = read() if first else None
-    barrier()
-    if not first and local_first:
-        result = read()
-    barrier()
-    if not first and not local_first:
-        result = read()
-    return cast(T, result)
+    leave()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
-def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
-    """Sum ``t`` over the processes, in place (nothing to do for one process)."""
-    if active():
-        dist.all_reduce(t)
-    return t
+def launch(nproc: int, args: Sequence[str]) -> None:
+    """``python -m specnet ARGS`` in ``nproc`` processes, through torchrun in this process.
 
+    torchrun's launcher forwards signals to the processes and stops them all when one fails;
+    each reports its own errors. Raises :class:`TrainingError` when they failed or were stopped,
+    :class:`UsageError` in a process that torchrun started.
+    """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
 
-def gather_objects(obj: Any) -> list[Any]:
-    """Every process's ``obj``, in rank order (pickled; for small objects like RNG states)."""
-    if not active():
-        return [obj]
-    out: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(out, obj)
-    return out
-
-
-def broadcast_object(obj: Any) -> Any:
-    """Rank 0's ``obj`` in every process."""
-    if not active():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
+    if launched():
+        raise UsageError("--nproc starts torchrun itself; leave it out under torchrun")
+    command = ["--standalone", f"--nproc-per-node={nproc}", "-m", "specnet", *args]
+    # torchrun would set 1 thread per process; share the cores instead.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    try:
+        run(get_args_parser().parse_args(command))  # type: ignore[no-untyped-call]
+    except SignalException as exc:  # the processes are stopped
+        raise TrainingError(f"stopped by {exc.sigval.name}") from None
+    except ChildFailedError as exc:
+        codes = sorted({f.exitcode for f in exc.failures.values()})
+        raise TrainingError(
+            f"{len(exc.failures)} of {nproc} processes failed (exit codes "
+            f"{', '.join(map(str, codes))})"
+        ) from None
 
 
 def shard(batch: int, world: int, rank: int) -> tuple[int, int]:

@@ -11,18 +11,20 @@
         model.safetensors  the final weights
 
 The CSV files are rewritten from the trainer's history when a run resumes, so a step is never
-counted twice.
+counted twice. :func:`train_run` trains a spec into a run folder, in this process or in the
+processes torchrun started (rank 0 writes the folder).
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import io
 import math
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,17 +34,20 @@ import yaml
 from torch import nn
 from torch.utils.data import Dataset
 
-from specnet._api import build
+from specnet._build.compiler import build_module
+from specnet._front.errors import SpecnetError, UsageError
 from specnet._front.spec import Spec
+from specnet._front.trainspec import TrainSpec
 
-from . import distributed as _distributed
 from .checkpoint import (
+    Checkpoint,
     Checkpointer,
-    CheckpointError,
     atomic_write,
+    check_world_size,
     clear_checkpoints,
     latest_checkpoint,
     load_options,
+    load_state,
     model_hash,
     save_weights,
 )
@@ -53,16 +58,22 @@ from .data import (
     embedding_size,
     load_dataset,
     model_output_shape,
+    single_input,
 )
+from .distributed import Strategy, strategy_for
+from .errors import CheckpointError, NonFiniteLossError
 from .trainer import Callback, Trainer, resolve_device, seed_everything
 
 __all__ = [
     "Progress",
     "RunLog",
     "RunResult",
+    "check_resumable",
     "default_run_dir",
     "epoch_line",
     "plot_curves",
+    "resume_point",
+    "summary_line",
     "train_run",
     "write_csv",
     "write_spec",
@@ -215,7 +226,7 @@ class Progress(Callback):
         self._bar = tqdm(
             total=trainer.batches_per_epoch,
             initial=trainer.batch_in_epoch,
-            desc=f"epoch {epoch + 1}/{trainer.epochs}",
+            desc=f"epoch {epoch + 1}/{trainer.settings.epochs}",
             unit="batch",
             leave=False,
             file=self.file,
@@ -233,7 +244,7 @@ class Progress(Callback):
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
         self.close()
-        print(epoch_line(row, trainer.epochs), file=self.file, flush=True)
+        print(epoch_line(row, trainer.settings.epochs), file=self.file, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -241,7 +252,8 @@ class Progress(Callback):
             self._bar = None
 
 
-def summary_lines(items: Iterable[tuple[str, Any]]) -> str:
+def summary_line(items: Iterable[tuple[str, Any]]) -> str:
+    """``loss 0.1  accuracy 97.50%``."""
     return "  ".join(_fmt(k, v) for k, v in items)
 
 
@@ -263,12 +275,7 @@ def _data_for(spec: Spec, model: nn.Module) -> tuple[Dataset[Any], Dataset[Any] 
             spec.source,
             ("train",) if t is not None else (),
         )
-    if len(spec.inputs) != 1:
-        raise data_error(
-            f"the built-in data sets give one input, but this model takes {len(spec.inputs)}",
-            spec.source,
-        )
-    tensor_spec = spec.input
+    tensor_spec = single_input(spec)
     out_shape: tuple[int, ...] = ()
     if t.data.type == "Synthetic":
         out_shape = model_output_shape(model, tensor_spec)
@@ -311,9 +318,41 @@ RUN_DEFAULTS: dict[str, int] = {"checkpoint_every": 200, "keep": 2, "log_every":
 """Run settings when neither the command line nor a resumed run's checkpoint gives them."""
 
 
+def resume_point(folder: str | os.PathLike[str]) -> Checkpoint:
+    """The checkpoint a run in ``folder`` resumes from: its newest."""
+    where = Path(folder) / "checkpoints"
+    found = latest_checkpoint(where)
+    if found is None:
+        raise CheckpointError(f"nothing to resume: no checkpoint in {where}")
+    return found
+
+
+def check_resumable(folder: str | os.PathLike[str], world_size: int) -> None:
+    """Refuse, before starting any process, to resume the run in ``folder`` in another number
+    of processes than trained it."""
+    found = resume_point(folder)
+    check_world_size(found.state, load_state(found.state), world_size)
+
+
+@contextlib.contextmanager
+def _joined(strategy: Strategy) -> Iterator[None]:
+    """The processes of a run: left together at its end; after an error a user can cause,
+    which every process meets (they agree on verdicts), left together once it is reported
+    (:func:`~specnet._train.distributed.leave`, at the latest when the process exits); left at
+    once after any other error, for torchrun to stop the others."""
+    try:
+        yield
+    except SpecnetError:
+        raise
+    except BaseException:
+        strategy.close(together=False)
+        raise
+    strategy.close(together=True)
+
+
 def train_run(
     spec: Spec,
-    folder: str | os.PathLike[str],
+    folder: str | os.PathLike[str] | None = None,
     *,
     resume: bool = False,
     checkpoint_every: int | None = None,
@@ -324,28 +363,47 @@ def train_run(
 ) -> RunResult:
     """Train ``spec`` into a run folder (see the module's docstring), or resume the run there.
 
-    The data is loaded and checked against the spec's input before the first step. A loss
-    that is not finite stops the run with :class:`FloatingPointError`; the checkpoints written
-    before it stay. Resuming continues from the newest checkpoint to the same weights an
-    uninterrupted run reaches, with the run's settings (``checkpoint_every``, ``keep``,
-    ``log_every``) unless given again; ``0`` turns step checkpoints or step logs off.
+    ``folder`` defaults to ``runs/<spec name>-<timestamp>``. Started by torchrun, the processes
+    train together (rank 0 names the folder, writes it and shows progress) and leave the
+    process group at the end. The data is loaded and checked against the spec's input before
+    the first step. A loss that is not finite stops the run with :class:`NonFiniteLossError`;
+    the checkpoints written before it stay. Resuming continues from the newest checkpoint to
+    the same weights an uninterrupted run reaches, with the run's settings
+    (``checkpoint_every``, ``keep``, ``log_every``) unless given again; ``0`` turns step
+    checkpoints or step logs off.
     """
-    out = Path(folder)
+    if resume and folder is None:
+        raise UsageError("resuming a run needs its folder")
+    t = spec.train if spec.train is not None else TrainSpec.model_validate({})
+    strategy = strategy_for(resolve_device(t.device))
+    with _joined(strategy):
+        if folder is None:  # rank 0 names it for all
+            stem = Path(spec.source.file).stem if spec.source.file else None
+            name = default_run_dir(spec.name or stem) if strategy.is_main else None
+            folder = strategy.broadcast(name)
+        assert folder is not None
+        given = {"checkpoint_every": checkpoint_every, "keep": keep, "log_every": log_every}
+        return _run(spec, Path(folder), strategy, resume, given, progress, command)
+
+
+def _run(
+    spec: Spec,
+    out: Path,
+    strategy: Strategy,
+    resume: bool,
+    given: Mapping[str, int | None],
+    progress: bool,
+    command: str,
+) -> RunResult:
     options = dict(RUN_DEFAULTS)
-    found = latest_checkpoint(out / "checkpoints") if resume else None
     if resume:
-        if found is None:
-            raise CheckpointError(f"nothing to resume: no checkpoint in {out / 'checkpoints'}")
-        options.update(load_options(found.state))
-    given = {"checkpoint_every": checkpoint_every, "keep": keep, "log_every": log_every}
+        options.update(load_options(resume_point(out).state))
     options.update({k: v for k, v in given.items() if v is not None})
 
-    t = spec.train
-    device = _distributed.setup(resolve_device(t.device if t is not None else "auto"))
-    main = _distributed.rank() == 0
-    seed_everything(t.seed if t is not None else 0)
-    model = build(spec, device=device)
-    train, test = _distributed.in_turn(lambda: _data_for(spec, model))
+    main = strategy.is_main
+    seed_everything(spec.train.seed if spec.train is not None else 0)
+    model = build_module(spec, strategy.device)
+    train, test = strategy.in_turn(lambda: _data_for(spec, model))
     digest = model_hash(spec.data)
     checkpointer = Checkpointer(
         out / "checkpoints",
@@ -356,12 +414,12 @@ def train_run(
     )
     # In several processes, rank 0 alone shows progress and writes the run folder.
     bar = Progress(enabled=progress and main)
-    log = RunLog(out)
+    run_log = RunLog(out)
     trainer = Trainer.from_spec(
         spec,
         model=model,
-        device=device,
-        callbacks=[bar, log, checkpointer] if main else [checkpointer],
+        strategy=strategy,
+        callbacks=[bar, run_log, checkpointer] if main else [checkpointer],
         log_every=options["log_every"],
     )
     if resume:
@@ -375,18 +433,18 @@ def train_run(
         )
     try:
         trainer.fit(train, test)
-    except FloatingPointError as exc:
+    except NonFiniteLossError as exc:
         bar.close()
         if main:
-            log.finish(trainer)
+            run_log.finish(trainer)
         last = checkpointer.last
         kept = (
             f"the last good checkpoint is {last.weights}" if last else "no checkpoint was written"
         )
-        raise FloatingPointError(f"{exc}; {kept}") from None
+        raise NonFiniteLossError(f"{exc}; {kept}") from None
     finally:
         bar.close()
-        log.close()
+        run_log.close()
     if main:
         save_weights(out / "model.safetensors", model, digest)
     final = trainer.history[-1] if trainer.history else {}

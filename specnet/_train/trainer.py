@@ -21,36 +21,44 @@ Callbacks are objects with any of these methods, called in this order::
     on_fit_end(trainer)
 
 Plain functions can be added with :meth:`Trainer.on`. A loss that is not finite stops
-training with :class:`FloatingPointError` at the next point the loss is read (a log row, a
-checkpoint, the epoch's end), before any state is saved.
+training with :class:`NonFiniteLossError` (a :class:`FloatingPointError`) at the next point the
+loss is read (a log row, a checkpoint, the epoch's end), before any state is saved.
+
+The counters that a checkpoint saves are one :class:`TrainerState`; what the trainer does in
+one process or in several is its :class:`~specnet._train.distributed.Strategy`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import math
 import os
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
+from pydantic import ValidationError
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 
-from specnet._front.registry import losses, optimizers, schedulers
+from specnet._front.errors import Path, SpecValidationError, did_you_mean
+from specnet._front.registry import Registry, losses, optimizers, schedulers
 from specnet._front.spec import TensorSpec
-from specnet._front.trainspec import Component, TrainSpec
+from specnet._front.trainspec import METRICS, Component, TrainSpec
 
-from . import distributed as _distributed
+from .distributed import BatchOrder, Strategy, strategy_for, world_size_mismatch
+from .errors import NonFiniteLossError, TrainingError
 
 if TYPE_CHECKING:
     from specnet._front.source import SourceMap
     from specnet._front.spec import Spec
 
-__all__ = ["HOOKS", "Callback", "Trainer", "resolve_device", "seed_everything"]
+__all__ = ["HOOKS", "Callback", "Trainer", "TrainerState", "resolve_device", "seed_everything"]
 
 HOOKS = (
     "on_fit_start",
@@ -62,21 +70,19 @@ HOOKS = (
 )
 """Hook names, in the order they are first called."""
 
-Metric = Literal["accuracy", "top5_accuracy", "mse", "mae"]
-METRICS: tuple[Metric, ...] = ("accuracy", "top5_accuracy", "mse", "mae")
-
-PER_STEP_SCHEDULES = frozenset({"OneCycleLR", "CyclicLR"})
-"""Schedules that step after every optimizer step; the others step once per epoch."""
-
 ComponentLike = str | Mapping[str, Any] | Component
-LossLike = ComponentLike | nn.Module | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-OptimizerLike = (
-    ComponentLike
-    | torch.optim.Optimizer
-    | Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
-)
-ScheduleLike = ComponentLike | torch.optim.lr_scheduler.LRScheduler | Callable[..., Any] | None
+"""A loss, optimizer or schedule by name: ``"SGD"``, ``{"type": "SGD", "lr": 0.1}``."""
+LossObject = nn.Module | Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+OptimizerObject = torch.optim.Optimizer | Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+ScheduleObject = torch.optim.lr_scheduler.LRScheduler | Callable[..., Any]
+"""A scheduler, or a function of the optimizer returning one."""
 DataLike = Dataset[Any] | DataLoader[Any] | Iterable[Any]
+
+_OBJECTS = ("loss", "optimizer", "schedule")
+"""Settings that may also be given as torch objects, not by name."""
+
+_COMPONENTS = ("optimizer", "scheduler", "scaler")
+"""The trainer's torch objects whose own state_dict is part of the trainer's."""
 
 
 class Callback:
@@ -92,6 +98,51 @@ class Callback:
 
 class _Hook(Protocol):
     def __call__(self, trainer: Trainer, /, *args: Any) -> None: ...
+
+
+@dataclass
+class TrainerState:
+    """Where training is: every counter that must survive a restart.
+
+    Its fields are the checkpoint's schema: :meth:`state_dict` and :meth:`load_state_dict`
+    follow them, so a new field is saved and restored with the others.
+    """
+
+    world_size: int = 1
+    """The processes that trained together; a run resumes in as many."""
+    epoch: int = 0
+    """Epochs completed (while training: the index of the current epoch)."""
+    batch_in_epoch: int = 0
+    """Batches done in the current epoch."""
+    step: int = 0
+    """Optimizer steps done."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """One row per epoch: epoch, step, train_loss, val_loss, val_<metric>..., lr, seconds."""
+    log: list[dict[str, Any]] = field(default_factory=list)
+    """One row every ``log_every`` optimizer steps: epoch, step, train_loss, lr."""
+    epoch_loss: float = 0.0
+    """The sum of the batches' training losses read so far in this epoch..."""
+    epoch_batches: int = 0
+    """... and how many batches it sums."""
+    interval_loss: float = 0.0
+    """The same since the last log row..."""
+    interval_batches: int = 0
+    """... and its batches."""
+    data_seed: int | None = None
+    """The seed of the data order (with the epoch); None until training starts."""
+    epoch_seconds: float = 0.0
+    """Seconds spent in the current epoch when the state was taken."""
+    rng_per_rank: list[dict[str, Any]] = field(default_factory=list)
+    """Every process's random states when the state was taken, in rank order."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """The fields, by name (a deep copy)."""
+        return dataclasses.asdict(self)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Set every field from ``state`` (as :meth:`state_dict` gives it)."""
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, copy.deepcopy(state[f.name]))
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
@@ -120,29 +171,37 @@ def _component(value: ComponentLike) -> Component:
     args = dict(value)
     kind = args.pop("type", None)
     if not isinstance(kind, str):
-        raise ValueError(f"expected a mapping with a 'type' name, got {dict(value)!r}")
+        raise TrainingError(f"expected a mapping with a 'type' name, got {dict(value)!r}")
     return Component(type=kind, args=args)
 
 
-def _lookup(registry: Any, c: Component) -> Any:
-    if c.type not in registry:
-        raise ValueError(registry.unknown(c.type))
-    return registry[c.type].build_target()
+def _named(value: object) -> bool:
+    """Whether a loss, optimizer or schedule is given by name (not as a torch object)."""
+    return isinstance(value, (str, Mapping, Component))
 
 
-def build_loss(value: LossLike, device: torch.device) -> Callable[..., torch.Tensor]:
-    """A loss by torch name (list-valued ``weight``/``pos_weight`` become tensors), or as given."""
-    if isinstance(value, nn.Module):
-        return value.to(device)
-    if callable(value):
-        return value
-    c = _component(value)
-    args = {
-        k: torch.tensor(v, dtype=torch.float32) if isinstance(v, list) else v
-        for k, v in c.args.items()
+def _settings(given: Mapping[str, Any]) -> TrainSpec:
+    """The :class:`TrainSpec` of the keyword settings ``given`` (its defaults for the others)."""
+    unknown = [k for k in given if k not in TrainSpec.model_fields or k == "data"]
+    if unknown:
+        names = [k for k in TrainSpec.model_fields if k != "data"]
+        raise TypeError(
+            f"Trainer() got an unexpected keyword argument '{unknown[0]}'"
+            + did_you_mean(unknown[0], names)
+        )
+    values = {
+        k: (_component(v) if k in _OBJECTS and v is not None else v) for k, v in given.items()
     }
-    loss: nn.Module = _lookup(losses(), c)(**args)
-    return loss.to(device)
+    if isinstance(values.get("device"), torch.device):
+        values["device"] = str(values["device"])
+    try:
+        return TrainSpec.model_validate(values, strict=False)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(map(str, e['loc']))}: {e['msg']}, got {e['input']!r}"
+            for e in exc.errors(include_url=False)
+        ]
+        raise TrainingError("; ".join(problems)) from None
 
 
 class _DeviceBatches:
@@ -152,7 +211,7 @@ class _DeviceBatches:
     are read (and transformed) once.
     """
 
-    def __init__(self, data: Dataset[Any], order: _distributed.BatchOrder, device: torch.device):
+    def __init__(self, data: Dataset[Any], order: BatchOrder, device: torch.device):
         self.batch_sampler = order
         if isinstance(data, TensorDataset):
             columns: Any = data.tensors
@@ -175,10 +234,10 @@ def _take(value: Any, index: torch.Tensor) -> Any:
 
 
 def _not_on_device(value: Any) -> Any:
-    raise TypeError(f"cannot keep {type(value).__name__} samples on the device")
-
-
-_NO_SYNC = contextlib.nullcontext()
+    raise TrainingError(
+        f"data_on_device keeps tensors on the device, and these samples hold a "
+        f"{type(value).__name__}"
+    )
 
 
 def _rng_state() -> dict[str, Any]:
@@ -230,136 +289,121 @@ def _move(value: Any, device: torch.device) -> Any:
     return _map_tensors(value, lambda t: t.to(device, non_blocking=True))
 
 
+def _stepping_of(scheduler: object) -> str:
+    """When ``scheduler`` steps: its registry entry's ``stepping`` (that of the torch class it
+    derives from); once an epoch for others."""
+    for cls in type(scheduler).__mro__:
+        t = schedulers().get(cls.__name__)
+        if t is not None and t.build_target() is cls:
+            return t.stepping or "epoch"
+    return "epoch"
+
+
 class Trainer:
     """Trains, evaluates and runs any ``nn.Module``.
 
-    ``loss``, ``optimizer`` and ``schedule`` take torch names (``"CrossEntropyLoss"``,
+    The keyword ``settings`` are the fields of :class:`~specnet.TrainSpec` (a spec's ``train:``
+    section, but ``data``: the data is :meth:`fit`'s), with its defaults: ``epochs``,
+    ``batch_size``, ``metrics``, ``precision``, ... :attr:`settings` holds them. ``loss``,
+    ``optimizer`` and ``schedule`` take torch names (``"CrossEntropyLoss"``,
     ``{"type": "SGD", "lr": 0.01, "momentum": 0.9}``) or torch objects: a loss module or
     function, an optimizer or a function of the parameters returning one, a scheduler or a
-    function of the optimizer returning one. The other settings are those of a spec's
-    ``train:`` section (``optimizer`` defaults to Adam with lr 0.001). ``inputs`` (a spec's input shapes) lets :meth:`fit` check that the
-    data fits the model before the first step.
+    function of the optimizer returning one (these replace the ones :attr:`settings` names).
+    ``device`` may be a ``torch.device``; ``seed=None`` leaves the random state to the caller.
+    ``inputs`` (a spec's input shapes) lets :meth:`fit` check that the data fits the model
+    before the first step; ``source`` (the spec's positions) locates errors about settings.
 
     Batches are ``(input, target)`` pairs; an input that is a tuple or a mapping is passed as
     positional or keyword arguments. ``fit`` and ``evaluate`` take a ``Dataset`` (batched by
-    the trainer, shuffled with ``seed`` for training), a ``DataLoader`` or any iterable of
+    the trainer, shuffled with the seed for training), a ``DataLoader`` or any iterable of
     batches; only a ``Dataset`` resumes mid-epoch in the same order.
 
     ``callbacks`` are objects with any of the methods in :data:`HOOKS` (see :class:`Callback`
     and this module's docstring for the order); :meth:`on` adds plain functions.
     :meth:`state_dict` and :meth:`load_state_dict` save and restore everything but the
-    weights (see ``specnet._train.checkpoint``), random states and the data order included.
+    weights (:class:`TrainerState`, the optimizer's, the schedule's and the scaler's states),
+    random states and the data order included.
 
-    Started by torchrun (``WORLD_SIZE`` > 1), the trainer joins the process group, trains
-    through ``DistributedDataParallel`` with ``batch_size`` as the global batch (see
-    ``specnet._train.distributed``), reduces losses and metrics across the processes, and gathers
-    every process's random state into :meth:`state_dict`. Callbacks run in every process;
-    :attr:`rank` tells them apart.
+    ``strategy`` (default: from the environment, see :func:`~specnet._train.distributed.strategy_for`)
+    is how the trainer runs in one process or in several. Started by torchrun (``WORLD_SIZE``
+    > 1), the trainer joins the process group, trains through ``DistributedDataParallel`` with
+    ``batch_size`` as the global batch, reduces losses and metrics across the processes, and
+    gathers every process's random state into :meth:`state_dict`. Callbacks run in every
+    process; :attr:`rank` tells them apart.
     """
 
     def __init__(
         self,
         model: nn.Module,
         *,
-        loss: LossLike = "CrossEntropyLoss",
-        optimizer: OptimizerLike | None = None,
-        schedule: ScheduleLike = None,
-        epochs: int = 1,
-        batch_size: int = 64,
-        metrics: Sequence[Metric] = (),
-        seed: int | None = 0,
-        device: str | torch.device = "auto",
-        precision: Literal["fp32", "bf16", "fp16"] = "fp32",
-        grad_accum_steps: int = 1,
-        clip_grad_norm: float | None = None,
-        compile: bool = False,
         callbacks: Sequence[object] = (),
         log_every: int = 50,
         num_workers: int = 0,
         deterministic: bool = True,
-        data_on_device: bool = False,
         inputs: Mapping[str, TensorSpec] | None = None,
         source: SourceMap | None = None,
+        strategy: Strategy | None = None,
+        **settings: Any,
     ) -> None:
-        for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}")
-        if grad_accum_steps < 1:
-            raise ValueError(f"grad_accum_steps must be at least 1, got {grad_accum_steps}")
-        unknown = [m for m in metrics if m not in METRICS]
-        if unknown:
-            raise ValueError(f"unknown metric(s) {unknown}; choose from {list(METRICS)}")
-        if precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
-        self.device = _distributed.setup(resolve_device(device))
-        self.rank = _distributed.rank()
-        """This process's rank among :attr:`world_size` (0 in a single process)."""
-        self.world_size = _distributed.world_size()
-        """The number of processes training together (1 unless launched by torchrun)."""
-        if batch_size < self.world_size:
-            raise ValueError(
+        objects: dict[str, Any] = {}  # the loss, optimizer and schedule given as torch objects
+        for k in _OBJECTS:
+            if k != "schedule" and k in settings and settings[k] is None:
+                del settings[k]  # None: the default loss or optimizer
+            elif settings.get(k) is not None and not _named(settings[k]):
+                objects[k] = settings.pop(k)
+        self._seeded = settings.get("seed", 0) is not None
+        if not self._seeded:
+            del settings["seed"]
+        self.settings: TrainSpec = _settings(settings)
+        """The settings (loss, optimizer and schedule: unless given as torch objects)."""
+        self.source = source
+        s = self.settings
+        self.strategy = strategy if strategy is not None else strategy_for(resolve_device(s.device))
+        if s.batch_size < self.world_size:
+            raise self._error(
+                "batch_size",
                 f"batch_size is the global batch, shared by the {self.world_size} processes; "
-                f"it must be at least {self.world_size}, got {batch_size}"
+                f"it must be at least {self.world_size}, got {s.batch_size}",
             )
+        self.device = self.strategy.device
+        """The device this process trains on."""
         self.model = model.to(self.device)
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.metrics: tuple[Metric, ...] = tuple(metrics)
-        self.seed = seed
-        self.precision = precision
-        self.grad_accum_steps = grad_accum_steps
-        self.clip_grad_norm = clip_grad_norm
         self.log_every = log_every
         self.num_workers = num_workers
         self.deterministic = deterministic
-        self.data_on_device = data_on_device
         self.inputs = dict(inputs) if inputs is not None else None
-        self.source = source
         self.callbacks: list[object] = list(callbacks)
         self._functions: dict[str, list[_Hook]] = {name: [] for name in HOOKS}
 
-        self.loss_fn = build_loss(loss, self.device)
-        self.optimizer = self._build_optimizer(
-            optimizer if optimizer is not None else TrainSpec.model_validate({}).optimizer
+        self.loss_fn = self._build_loss(objects.get("loss", s.loss))
+        self.optimizer = self._build_optimizer(objects.get("optimizer", s.optimizer))
+        self._schedule_given: Component | ScheduleObject | None = objects.get(
+            "schedule", s.schedule
         )
-        self._schedule_spec = schedule
         self.scheduler: Any = None
-        self.scaler = torch.amp.GradScaler(self.device.type) if precision == "fp16" else None
-        # The model as called: compiled, and wrapped in DistributedDataParallel for training
-        # in several processes (evaluation calls the plain module: no collective calls).
-        self._eval_forward: Callable[..., Any] = torch.compile(model) if compile else model
-        self._ddp: DistributedDataParallel | None = None
-        self._forward = self._eval_forward
-        if self.world_size > 1:
-            cuda = self.device.type == "cuda"
-            self._ddp = DistributedDataParallel(model, device_ids=[self.device] if cuda else None)
-            self._forward = torch.compile(self._ddp) if compile else self._ddp
+        """Built by :meth:`fit` (a schedule's length may depend on the data's)."""
+        self.scaler = torch.amp.GradScaler(self.device.type) if s.precision == "fp16" else None
+        # The model as called: compiled, and wrapped by the strategy for training
+        # (evaluation calls the plain module: no collective calls).
+        self._eval_forward: Callable[..., Any] = torch.compile(model) if s.compile else model
+        wrapped = self.strategy.wrap(self.model)
+        self._forward: Callable[..., Any] = (
+            self._eval_forward
+            if wrapped is self.model
+            else (torch.compile(wrapped) if s.compile else wrapped)
+        )
         self._loss_reduction = str(getattr(self.loss_fn, "reduction", "mean"))
 
-        self.epoch = 0
-        """Epochs completed (while training: the index of the current epoch)."""
-        self.batch_in_epoch = 0
-        """Batches done in the current epoch."""
-        self.step = 0
-        """Optimizer steps done."""
+        self.state = TrainerState(world_size=self.world_size)
+        """Where training is: see :class:`TrainerState`."""
         self.batches_per_epoch: int | None = None
-        self.history: list[dict[str, Any]] = []
-        """One row per epoch: epoch, step, train_loss, val_loss, val_<metric>..., lr, seconds."""
-        self.log: list[dict[str, Any]] = []
-        """One row every ``log_every`` optimizer steps: epoch, step, train_loss, lr."""
-
         self._generator = torch.Generator()  # the data loader's (worker seeds), per epoch
-        self._data_seed: int | None = None
-        self._n_train: int | None = None  # samples, when the trainer batches a Dataset
         self._loss_acc: torch.Tensor | None = None  # on the device, since the last sync
         self._acc_batches = 0
-        self._epoch_sum = 0.0
-        self._epoch_batches = 0
-        self._interval_sum = 0.0
-        self._interval_batches = 0
-        self._pending: dict[str, Any] = {}
+        self._saved_schedule: dict[str, Any] | None = None  # loaded before fit built it
+        self._restore_rng = False
         self._started = False
-        self._per_step_schedule = False
+        self._schedule_steps_on = "epoch"
         self._epoch_started = time.perf_counter()
 
     # -- construction -------------------------------------------------------------------
@@ -374,59 +418,80 @@ class Trainer:
         """
         t: TrainSpec = spec.train if spec.train is not None else TrainSpec.model_validate({})
         if model is None:
-            from specnet._api import build
+            from specnet._build.compiler import build_module
 
             seed_everything(t.seed)
-            model = build(spec)
-        settings: dict[str, Any] = {
-            "loss": t.loss,
-            "optimizer": t.optimizer,
-            "schedule": t.schedule,
-            "epochs": t.epochs,
-            "batch_size": t.batch_size,
-            "metrics": t.metrics,
-            "seed": t.seed,
-            "device": t.device,
-            "precision": t.precision,
-            "grad_accum_steps": t.grad_accum_steps,
-            "clip_grad_norm": t.clip_grad_norm,
-            "compile": t.compile,
-            "data_on_device": t.data_on_device,
-            "inputs": spec.inputs,
-            "source": spec.source,
-        }
-        settings.update(overrides)
-        return cls(model, **settings)
+            model = build_module(spec)
+        settings = {k: v for k, v in t if k != "data"}  # the data is fit()'s
+        return cls(model, **{**settings, "inputs": spec.inputs, "source": spec.source, **overrides})
 
-    def _build_optimizer(self, value: OptimizerLike) -> torch.optim.Optimizer:
+    def _error(self, key: str, msg: str) -> TrainingError | SpecValidationError:
+        """An error about the setting ``key``: located in the spec when the trainer has one."""
+        if self.source is None:
+            return TrainingError(msg)
+        path: Path = ("train", key)
+        return SpecValidationError([self.source.error(path, msg, kind="value")])
+
+    def _construct(
+        self, key: str, registry: Registry, c: Component, *args: Any, **extra: Any
+    ) -> Any:
+        """The torch object ``c`` names, built with ``args``, ``c.args`` and ``extra``."""
+        if c.type not in registry:
+            raise self._error(key, registry.unknown(c.type))
+        try:
+            return registry[c.type].build_target()(*args, **{**c.args, **extra})
+        except (TypeError, ValueError) as exc:  # torch's checks of the arguments
+            raise self._error(key, f"{c.type}: {exc}") from None
+
+    def _build_loss(self, value: Component | LossObject) -> Callable[..., torch.Tensor]:
+        """A loss by torch name (list-valued ``weight``/``pos_weight`` become tensors), or as given."""
+        if isinstance(value, nn.Module):
+            return value.to(self.device)
+        if not isinstance(value, Component):
+            return value
+        tensors = {
+            k: torch.tensor(v, dtype=torch.float32)
+            for k, v in value.args.items()
+            if isinstance(v, list)
+        }
+        loss: nn.Module = self._construct("loss", losses(), value, **tensors)
+        return loss.to(self.device)
+
+    def _build_optimizer(self, value: Component | OptimizerObject) -> torch.optim.Optimizer:
         if isinstance(value, torch.optim.Optimizer):
             return value
-        if callable(value) and not isinstance(value, (str, Mapping, Component)):
+        if not isinstance(value, Component):
             return value(self.model.parameters())
-        c = _component(value)
-        optimizer: torch.optim.Optimizer = _lookup(optimizers(), c)(
-            self.model.parameters(), **c.args
+        optimizer: torch.optim.Optimizer = self._construct(
+            "optimizer", optimizers(), value, self.model.parameters()
         )
         return optimizer
 
     def _build_scheduler(self, steps_per_epoch: int | None) -> Any:
-        value = self._schedule_spec
-        if value is None or isinstance(value, torch.optim.lr_scheduler.LRScheduler):
-            return value
-        if hasattr(value, "step") and hasattr(value, "state_dict"):  # ReduceLROnPlateau & co
-            return value
-        if callable(value) and not isinstance(value, (str, Mapping, Component)):
-            return value(self.optimizer)
-        c = _component(value)
-        args = dict(c.args)
-        if c.type == "OneCycleLR" and args.get("total_steps") is None:
-            if args.get("epochs") is None:
-                args["total_steps"] = self.epochs * steps_per_epoch if steps_per_epoch else None
-            elif args.get("steps_per_epoch") is None:
-                args["steps_per_epoch"] = steps_per_epoch
-            if args.get("total_steps") is None and args.get("steps_per_epoch") is None:
-                raise ValueError("OneCycleLR needs total_steps when the data has no length")
-        return _lookup(schedulers(), c)(self.optimizer, **args)
+        c = self._schedule_given
+        if c is None or isinstance(c, torch.optim.lr_scheduler.LRScheduler):
+            return c
+        if hasattr(c, "step") and hasattr(c, "state_dict"):  # ReduceLROnPlateau & co
+            return c
+        if not isinstance(c, Component):
+            return c(self.optimizer)
+        extra: dict[str, Any] = {}
+        takes = schedulers()[c.type].by_name if c.type in schedulers() else {}
+        if "total_steps" in takes and c.args.get("total_steps") is None:  # OneCycleLR
+            if c.args.get("epochs") is None:
+                if steps_per_epoch:
+                    extra["total_steps"] = self.settings.epochs * steps_per_epoch
+            elif c.args.get("steps_per_epoch") is None:
+                extra["steps_per_epoch"] = steps_per_epoch
+            if not (
+                extra.get("total_steps")
+                or extra.get("steps_per_epoch")
+                or c.args.get("steps_per_epoch")
+            ):
+                raise self._error(
+                    "schedule", f"{c.type} needs total_steps when the data has no length"
+                )
+        return self._construct("schedule", schedulers(), c, self.optimizer, **extra)
 
     def on(self, hook: str, fn: _Hook) -> _Hook:
         """Call ``fn(trainer, ...)`` at ``hook`` (one of :data:`HOOKS`); returns ``fn``."""
@@ -441,6 +506,53 @@ class Trainer:
         ]
         return found + self._functions[name]
 
+    # -- where training is ----------------------------------------------------------------
+
+    @property
+    def rank(self) -> int:
+        """This process's rank among :attr:`world_size` (0 in a single process)."""
+        return self.strategy.rank
+
+    @property
+    def world_size(self) -> int:
+        """The number of processes training together (1 unless launched by torchrun)."""
+        return self.strategy.world_size
+
+    @property
+    def epoch(self) -> int:
+        """Epochs completed (while training: the index of the current epoch)."""
+        return self.state.epoch
+
+    @property
+    def batch_in_epoch(self) -> int:
+        """Batches done in the current epoch."""
+        return self.state.batch_in_epoch
+
+    @property
+    def step(self) -> int:
+        """Optimizer steps done."""
+        return self.state.step
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """One row per epoch: epoch, step, train_loss, val_loss, val_<metric>..., lr, seconds."""
+        return self.state.history
+
+    @property
+    def log(self) -> list[dict[str, Any]]:
+        """One row every ``log_every`` optimizer steps: epoch, step, train_loss, lr."""
+        return self.state.log
+
+    @property
+    def at_step_boundary(self) -> bool:
+        """Whether the last batch ended with an optimizer step (no gradients pending)."""
+        return self.state.batch_in_epoch % self.settings.grad_accum_steps == 0
+
+    @property
+    def lr(self) -> float:
+        """The first parameter group's learning rate."""
+        return float(self.optimizer.param_groups[0]["lr"])
+
     # -- data ---------------------------------------------------------------------------
 
     def _loader(self, data: DataLike, *, train: bool, shard: bool = True) -> Iterable[Any]:
@@ -448,16 +560,16 @@ class Trainer:
             data = TensorDataset(data)
         if not isinstance(data, Dataset) or not hasattr(data, "__len__"):
             return cast(Iterable[Any], data)
-        order = _distributed.BatchOrder(
+        order = BatchOrder(
             len(data),
-            self.batch_size,
-            seed=self._data_seed or 0,
+            self.settings.batch_size,
+            seed=self.state.data_seed or 0,
             shuffle=train,
             world=self.world_size if shard else 1,
             rank=self.rank if shard else 0,
             pad=train,
         )
-        if self.data_on_device:
+        if self.settings.data_on_device:
             return _DeviceBatches(data, order, self.device)
         return DataLoader(
             data,
@@ -474,28 +586,13 @@ class Trainer:
 
         check_fits(data, what, self.inputs, self.source)
 
-    def _check_shares(self, order: object) -> None:
-        """Refuse batches that leave a process too few samples for its BatchNorm layers."""
-        if self.world_size == 1 or not isinstance(order, _distributed.BatchOrder):
-            return
-        share, size = order.smallest_share()
-        if share < 2 and any(
-            isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()
-        ):
-            raise ValueError(
-                f"with {self.world_size} processes, a batch of {size} samples (of {order.n}, in "
-                f"batches of {self.batch_size}) leaves a process {share} sample(s), and the "
-                "model's BatchNorm layers need at least 2 per process in training; choose a "
-                "batch_size for which every batch, the epoch's last included, has at least "
-                f"{2 * self.world_size} samples"
-            )
-
     # -- the loop -----------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
-        if self.precision == "fp32":
+        precision = self.settings.precision
+        if precision == "fp32":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
     def _call(self, x: Any, forward: Callable[..., Any] | None = None) -> Any:
@@ -506,74 +603,64 @@ class Trainer:
             return f(*x)
         return f(x)
 
-    @property
-    def at_step_boundary(self) -> bool:
-        """Whether the last batch ended with an optimizer step (no gradients pending)."""
-        return self.batch_in_epoch % self.grad_accum_steps == 0
-
-    @property
-    def lr(self) -> float:
-        """The first parameter group's learning rate."""
-        return float(self.optimizer.param_groups[0]["lr"])
-
     def _optimizer_step(self) -> None:
         params = self.model.parameters()
+        clip = self.settings.clip_grad_norm
         if self.scaler is not None:
-            if self.clip_grad_norm is not None:
+            if clip is not None:
                 self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+                nn.utils.clip_grad_norm_(params, clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
-            if self.clip_grad_norm is not None:
-                nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+            if clip is not None:
+                nn.utils.clip_grad_norm_(params, clip)
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.step += 1
-        if self.scheduler is not None and self._per_step_schedule:
+        self.state.step += 1
+        if self.scheduler is not None and self._schedule_steps_on == "batch":
             self.scheduler.step()
 
     def sync(self) -> None:
         """Read the losses accumulated on the device; stop if one was not finite.
 
-        Raises :class:`FloatingPointError` naming the steps where the loss went bad.
+        Raises :class:`NonFiniteLossError` naming the steps where the loss went bad.
         """
         if self._loss_acc is None or self._acc_batches == 0:
             return
-        if self.world_size > 1:  # the processes' weighted shares sum to world_size x the mean
-            _distributed.all_reduce_sum(self._loss_acc)
-            self._loss_acc /= self.world_size
-        total = float(self._loss_acc.item())
+        total = float(self.strategy.mean_loss_(self._loss_acc).item())
         n = self._acc_batches
         self._loss_acc.zero_()
         self._acc_batches = 0
+        st = self.state
         if not math.isfinite(total):
-            first = max(self.step - math.ceil(n / self.grad_accum_steps) + 1, 1)
-            last = max(self.step, 1)
+            first = max(st.step - math.ceil(n / self.settings.grad_accum_steps) + 1, 1)
+            last = max(st.step, 1)
             steps = (
                 f"at optimizer step {last}"
                 if first >= last
                 else f"between optimizer steps {first} and {last}"
             )
-            raise FloatingPointError(
-                f"the training loss is {total} (not finite) in epoch {self.epoch + 1}, "
+            raise NonFiniteLossError(
+                f"the training loss is {total} (not finite) in epoch {st.epoch + 1}, "
                 f"{steps}; training stopped"
             )
-        self._epoch_sum += total
-        self._epoch_batches += n
-        self._interval_sum += total
-        self._interval_batches += n
+        st.epoch_loss += total
+        st.epoch_batches += n
+        st.interval_loss += total
+        st.interval_batches += n
 
     def _log_row(self) -> dict[str, Any]:
         self.sync()
+        st = self.state
         row = {
-            "epoch": self.epoch + 1,
-            "step": self.step,
-            "train_loss": self._interval_sum / max(self._interval_batches, 1),
+            "epoch": st.epoch + 1,
+            "step": st.step,
+            "train_loss": st.interval_loss / max(st.interval_batches, 1),
             "lr": self.lr,
         }
-        self._interval_sum, self._interval_batches = 0.0, 0
-        self.log.append(row)
+        st.interval_loss, st.interval_batches = 0.0, 0
+        st.log.append(row)
         return row
 
     def fit(self, train_data: DataLike, val_data: DataLike | None = None) -> list[dict[str, Any]]:
@@ -581,45 +668,48 @@ class Trainer:
         self._check_data(train_data, "the training data")
         if val_data is not None:
             self._check_data(val_data, "the validation data")
-        if not self._started and "rng" not in self._pending:
+        if not self._started:
             # Every process seeds with seed + rank: the same model and data order (these
             # come from the seed alone), their own dropout masks.
-            if self.seed is not None:
-                seed_everything(self.seed + self.rank)
-                self._data_seed = self.seed
+            if self._seeded:
+                seed_everything(self.settings.seed + self.rank)
+                data_seed = self.settings.seed
             else:  # the caller's random state decides the order
-                self._data_seed = int(torch.randint(2**62, ()).item())
-            self._data_seed = _distributed.broadcast_object(self._data_seed)
+                data_seed = int(torch.randint(2**62, ()).item())
+            self.state.data_seed = self.strategy.broadcast(data_seed)
         self._started = True
         loader = self._loader(train_data, train=True)
-        self._check_shares(getattr(loader, "batch_sampler", None))
+        self.strategy.check_batches(getattr(loader, "batch_sampler", None), self.model)
         val_loader = self._loader(val_data, train=False) if val_data is not None else None
         try:
             self.batches_per_epoch = len(loader)  # type: ignore[arg-type]
         except TypeError:
             self.batches_per_epoch = None
         steps = (
-            math.ceil(self.batches_per_epoch / self.grad_accum_steps)
+            math.ceil(self.batches_per_epoch / self.settings.grad_accum_steps)
             if self.batches_per_epoch is not None
             else None
         )
         if self.scheduler is None:
             self.scheduler = self._build_scheduler(steps)
-        self._per_step_schedule = type(self.scheduler).__name__ in PER_STEP_SCHEDULES
-        if "scheduler" in self._pending:
+        self._schedule_steps_on = _stepping_of(self.scheduler)
+        if self._saved_schedule is not None:
             if self.scheduler is None:
-                raise ValueError("the saved state has a schedule but this trainer has none")
-            self.scheduler.load_state_dict(self._pending.pop("scheduler"))
-        rng = self._pending.pop("rng", None)
-        if rng is not None:
-            _set_rng_state(rng)
+                raise self._error(
+                    "schedule", "the saved state has a schedule but this trainer has none"
+                )
+            self.scheduler.load_state_dict(self._saved_schedule)
+            self._saved_schedule = None
+        if self._restore_rng:
+            _set_rng_state(self.state.rng_per_rank[self.rank])
+            self._restore_rng = False
         if self._loss_acc is None:
             self._loss_acc = torch.zeros((), device=self.device)
 
         with self._determinism():
             for hook in self._hooks("on_fit_start"):
                 hook(self)
-            while self.epoch < self.epochs:
+            while self.state.epoch < self.settings.epochs:
                 self._train_epoch(loader)
                 row = self._end_epoch(val_loader)
                 for hook in self._hooks("on_epoch_end"):
@@ -650,51 +740,44 @@ class Trainer:
 
     def _train_epoch(self, loader: Iterable[Any]) -> None:
         self.model.train()
-        seed = self._data_seed or 0
-        self._generator.manual_seed(seed + self.epoch)
+        st = self.state
+        seed = st.data_seed or 0
+        self._generator.manual_seed(seed + st.epoch)
         order = getattr(loader, "batch_sampler", None)
-        if isinstance(order, _distributed.BatchOrder):
-            order.seed, order.epoch, order.skip = seed, self.epoch, self.batch_in_epoch
-        elif self.batch_in_epoch > 0:
-            raise ValueError(
+        if isinstance(order, BatchOrder):
+            order.seed, order.epoch, order.skip = seed, st.epoch, st.batch_in_epoch
+        elif st.batch_in_epoch > 0:
+            raise TrainingError(
                 "resuming part-way through an epoch needs the training data as a Dataset "
                 "(batched by the trainer), not a DataLoader or other iterable"
             )
-        if self.batch_in_epoch == 0:
+        if st.batch_in_epoch == 0:
             self._epoch_started = time.perf_counter()
-        weighted = isinstance(order, _distributed.BatchOrder) and self.world_size > 1
         for hook in self._hooks("on_epoch_start"):
-            hook(self, self.epoch)
+            hook(self, st.epoch)
         batch_end = self._hooks("on_batch_end")
-        log = self._hooks("on_log")
+        log_hooks = self._hooks("on_log")
         acc = self._loss_acc
         assert acc is not None
-        accum = self.grad_accum_steps
+        accum = self.settings.grad_accum_steps
         n_batches = self.batches_per_epoch
         for batch in loader:
             x, y = _move(batch[0], self.device), _move(batch[1], self.device)
-            # Without an optimizer step after this batch, DDP need not average gradients yet
-            # (when the epoch's length is unknown, any batch may be its last: always average).
-            steps = (
+            # Without an optimizer step after this batch, the processes need not average
+            # gradients yet (when the epoch's length is unknown, any batch may be its last).
+            will_step = (
                 n_batches is None
-                or (self.batch_in_epoch + 1) % accum == 0
-                or self.batch_in_epoch + 1 == n_batches
+                or (st.batch_in_epoch + 1) % accum == 0
+                or st.batch_in_epoch + 1 == n_batches
             )
-            sync = self._ddp.no_sync() if self._ddp is not None and not steps else _NO_SYNC
-            with sync:
+            with self.strategy.no_sync(will_step):
                 with self._autocast():
                     loss = self.loss_fn(self._call(x), y)
                 raw = loss.detach()
-                if weighted:  # this process's share of the global batch's loss
-                    assert order is not None
-                    loss = loss * _distributed.loss_weight(
-                        order.n,
-                        self.batch_size,
-                        self.batch_in_epoch,
-                        self.world_size,
-                        self.rank,
-                        self._loss_reduction,
-                    )
+                # This process's share of the global batch's loss (several processes).
+                weight = self.strategy.loss_weight(order, st.batch_in_epoch, self._loss_reduction)
+                if weight is not None:
+                    loss = loss * weight
                 scaled = loss / accum if accum > 1 else loss
                 if self.scaler is not None:
                     self.scaler.scale(scaled).backward()  # type: ignore[no-untyped-call]
@@ -702,38 +785,38 @@ class Trainer:
                     scaled.backward()  # type: ignore[no-untyped-call]
             acc += loss.detach()
             self._acc_batches += 1
-            self.batch_in_epoch += 1
-            if self.batch_in_epoch % accum == 0:
+            st.batch_in_epoch += 1
+            if st.batch_in_epoch % accum == 0:
                 self._optimizer_step()
-                if self.log_every and self.step % self.log_every == 0:
+                if self.log_every and st.step % self.log_every == 0:
                     row = self._log_row()
-                    for hook in log:
+                    for hook in log_hooks:
                         hook(self, row)
             for hook in batch_end:
                 hook(self, raw)
-        if self.batch_in_epoch % accum:  # the epoch's last, smaller accumulation
+        if st.batch_in_epoch % accum:  # the epoch's last, smaller accumulation
             self._optimizer_step()
 
     def _end_epoch(self, val_loader: Iterable[Any] | None) -> dict[str, Any]:
         self.sync()
+        st = self.state
         row: dict[str, Any] = {
-            "epoch": self.epoch + 1,
-            "step": self.step,
-            "train_loss": self._epoch_sum / max(self._epoch_batches, 1),
+            "epoch": st.epoch + 1,
+            "step": st.step,
+            "train_loss": st.epoch_loss / max(st.epoch_batches, 1),
         }
         if val_loader is not None:
             row.update({f"val_{k}": v for k, v in self._evaluate(val_loader).items()})
         row["lr"] = self.lr
         row["seconds"] = time.perf_counter() - self._epoch_started
-        if self.scheduler is not None and not self._per_step_schedule:
-            if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                self.scheduler.step(row.get("val_loss", row["train_loss"]))
-            else:
-                self.scheduler.step()
-        self.epoch += 1
-        self.batch_in_epoch = 0
-        self._epoch_sum, self._epoch_batches = 0.0, 0
-        self.history.append(row)
+        if self._schedule_steps_on == "metric":
+            self.scheduler.step(row.get("val_loss", row["train_loss"]))
+        elif self._schedule_steps_on == "epoch" and self.scheduler is not None:
+            self.scheduler.step()
+        st.epoch += 1
+        st.batch_in_epoch = 0
+        st.epoch_loss, st.epoch_batches = 0.0, 0
+        st.history.append(row)
         return row
 
     # -- evaluation and prediction -------------------------------------------------------
@@ -744,10 +827,21 @@ class Trainer:
         return self._evaluate(self._loader(data, train=False))
 
     def _evaluate(self, loader: Iterable[Any]) -> dict[str, float]:
+        names = ("loss", *self.settings.metrics)
+        # Each process evaluates its shard (perhaps none of it): they agree on the verdict
+        # before summing.
+        sums, counts = self.strategy.agree(lambda: self._evaluate_shard(loader))
+        total = self.strategy.sum_(torch.cat([sums, counts]))
+        values, n = total[: len(names)].tolist(), total[len(names) :].tolist()
+        return {k: v / c if c else math.nan for k, v, c in zip(names, values, n, strict=True)}
+
+    def _evaluate_shard(self, loader: Iterable[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """This process's sums of the loss and of each metric, and how many values each sums."""
+        metrics = [METRICS[name] for name in self.settings.metrics]
+        sums = torch.zeros(1 + len(metrics), dtype=torch.float64, device=self.device)
+        counts = [0] * (1 + len(metrics))
         was_training = self.model.training
         self.model.eval()
-        sums = torch.zeros(1 + len(self.metrics), dtype=torch.float64, device=self.device)
-        counts = [0] * (1 + len(self.metrics))
         try:
             with torch.no_grad():
                 for batch in loader:
@@ -758,19 +852,20 @@ class Trainer:
                     n = len(y)
                     sums[0] += loss.detach().double() * n
                     counts[0] += n
-                    for i, metric in enumerate(self.metrics, 1):
-                        value, count = _metric(metric, out, y)
+                    for i, metric in enumerate(metrics, 1):
+                        if not metric.needs.fits(out, y):
+                            raise self._error(
+                                "metrics",
+                                f"metric '{metric.name}' needs {metric.needs.text}; got outputs "
+                                f"of shape {list(out.shape)} and {str(y.dtype).removeprefix('torch.')} "
+                                f"targets of shape {list(y.shape)}",
+                            )
+                        value, count = metric.total(out, y)
                         sums[i] += value
                         counts[i] += count
         finally:
             self.model.train(was_training)
-        if self.world_size > 1:  # each process evaluated its shard of the data
-            total = torch.cat([sums, torch.tensor(counts, dtype=torch.float64, device=sums.device)])
-            _distributed.all_reduce_sum(total)
-            sums, counts = total[: len(counts)], [int(c) for c in total[len(counts) :].tolist()]
-        values = sums.tolist()
-        names = ("loss", *self.metrics)
-        return {k: v / c if c else math.nan for k, v, c in zip(names, values, counts, strict=True)}
+        return sums, torch.tensor(counts, dtype=torch.float64, device=self.device)
 
     def predict(self, data: DataLike | torch.Tensor) -> torch.Tensor:
         """The model's outputs for ``data``, concatenated on the CPU.
@@ -795,36 +890,24 @@ class Trainer:
 
     # -- state --------------------------------------------------------------------------
 
+    def _components(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _COMPONENTS}
+
     def state_dict(self) -> dict[str, Any]:
-        """Everything but the model's weights needed to continue exactly where training is.
+        """Everything but the model's weights needed to continue exactly where training is:
+        the :class:`TrainerState`'s fields and the optimizer's, schedule's and scaler's states.
 
         Reads the device's accumulated loss first, so a checkpoint never holds a state reached
         through a loss that was not finite.
         """
         self.sync()
-        mid_epoch = self.batch_in_epoch > 0
-        rng = _distributed.gather_objects(_rng_state())
-        return {
-            "world_size": self.world_size,
-            "epoch": self.epoch,
-            "batch_in_epoch": self.batch_in_epoch,
-            "step": self.step,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "history": [dict(r) for r in self.history],
-            "log": [dict(r) for r in self.log],
-            "sums": [
-                self._epoch_sum,
-                self._epoch_batches,
-                self._interval_sum,
-                self._interval_batches,
-            ],
-            "rng": rng[0],
-            "rng_per_rank": rng if self.world_size > 1 else [],
-            "data_seed": self._data_seed,
-            "epoch_seconds": time.perf_counter() - self._epoch_started if mid_epoch else 0.0,
+        st = self.state
+        st.epoch_seconds = time.perf_counter() - self._epoch_started if st.batch_in_epoch else 0.0
+        st.rng_per_rank = self.strategy.gather(_rng_state())
+        parts = {
+            k: v.state_dict() if v is not None else None for k, v in self._components().items()
         }
+        return {**st.state_dict(), **parts}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Restore :meth:`state_dict`'s output (the model's weights are loaded separately).
@@ -832,47 +915,22 @@ class Trainer:
         The state must come from as many processes as train now: each one's random state is
         in it, and dropout draws from them.
         """
-        problem = _distributed.world_size_mismatch(state, self.world_size, "the saved state")
+        problem = world_size_mismatch(state, self.world_size, "the saved state")
         if problem:
-            raise ValueError(problem)
-        self.epoch = int(state["epoch"])
-        self.batch_in_epoch = int(state["batch_in_epoch"])
-        self.step = int(state["step"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state["scheduler"] is not None:
-            if self.scheduler is not None:
-                self.scheduler.load_state_dict(state["scheduler"])
-            else:
-                self._pending["scheduler"] = state["scheduler"]
+            raise TrainingError(problem)
         if (state["scaler"] is None) != (self.scaler is None):
-            raise ValueError("the saved state and this trainer differ in precision (fp16 or not)")
-        if self.scaler is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        self.history = [dict(r) for r in state["history"]]
-        self.log = [dict(r) for r in state["log"]]
-        sums = state["sums"]
-        self._epoch_sum, self._epoch_batches = float(sums[0]), int(sums[1])
-        self._interval_sum, self._interval_batches = float(sums[2]), int(sums[3])
-        per_rank = state.get("rng_per_rank") or []
-        self._pending["rng"] = per_rank[self.rank] if per_rank else state["rng"]
-        self._data_seed = state["data_seed"]
-        self._epoch_started = time.perf_counter() - float(state["epoch_seconds"])
-        self._started = True
-
-
-def _metric(name: Metric, out: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """A metric's sum over the batch (on the device) and how many values it sums."""
-    if name in ("accuracy", "top5_accuracy"):
-        if out.dim() < 2 or y.is_floating_point():
-            raise ValueError(
-                f"metric {name!r} needs class scores [batch, classes, ...] and class-index "
-                f"targets; got outputs of shape {list(out.shape)} and {y.dtype} targets"
+            raise self._error(
+                "precision", "the saved state and this trainer differ in precision (fp16 or not)"
             )
-        if name == "accuracy":
-            return (out.argmax(1) == y).sum(), y.numel()
-        k = min(5, out.shape[1])
-        top = out.topk(k, dim=1).indices
-        return (top == y.unsqueeze(1)).any(1).sum(), y.numel()
-    diff = out.float() - y.float().reshape(out.shape)
-    value = diff.square().sum() if name == "mse" else diff.abs().sum()
-    return value, diff.numel()
+        self.state.load_state_dict(state)
+        for name, component in self._components().items():
+            saved = state[name]
+            if saved is None:
+                continue
+            if component is not None:
+                component.load_state_dict(saved)
+            elif name == "scheduler":  # fit builds it
+                self._saved_schedule = saved
+        self._restore_rng = True
+        self._epoch_started = time.perf_counter() - self.state.epoch_seconds
+        self._started = True
