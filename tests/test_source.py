@@ -149,3 +149,64 @@ def test_unreadable_files(tmp_path: Path) -> None:
     p.write_bytes(b"a: \xe9\n")
     with pytest.raises(SpecSyntaxError, match="not UTF-8"):
         read_document(p)
+
+
+def _chain(depth: int) -> str:
+    return "a0: &a0 [1]\n" + "".join(f"a{i}: &a{i} [*a{i - 1}]\n" for i in range(1, depth))
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 150, 500])
+def test_chained_aliases_count_toward_the_depth(
+    depth: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each alias nests the one before; the depth limit counts them expanded, so the copy
+    # that would go past it (and, at 500, recurse past Python's stack) never happens.
+    real = source.copy.deepcopy
+    copies: list[int] = []
+
+    def counted(value: object) -> object:
+        copies.append(1)
+        return real(value)
+
+    monkeypatch.setattr(source.copy, "deepcopy", counted)
+    with pytest.raises(SpecSyntaxError, match=f"more than {MAX_DEPTH} levels") as info:
+        read_document(_chain(depth))
+    [err] = info.value.errors
+    assert err.line == MAX_DEPTH  # a63 would nest 65 levels: the top mapping and 64 lists
+    assert "a fixed limit" in err.msg
+    assert len(copies) < MAX_DEPTH
+
+
+def test_chained_aliases_within_the_depth_are_read() -> None:
+    doc = read_document(_chain(MAX_DEPTH - 2))
+    value = doc.data[f"a{MAX_DEPTH - 3}"]
+    for _ in range(MAX_DEPTH - 3):
+        [value] = value
+    assert value == [1]
+
+
+@pytest.mark.parametrize(
+    "literal", ["9223372036854775808", "-9223372036854775809", "1" * 5000, "0x" + "f" * 17]
+)
+def test_integers_past_64_bits_are_refused_where_written(literal: str) -> None:
+    # int() of a 5000-digit string raises ValueError (and costs quadratic time): refused first.
+    with pytest.raises(SpecSyntaxError, match="outside the 64-bit range") as info:
+        read_document(f"input: [3]\nmodel: {{type: Linear, out_features: {literal}}}\n")
+    [err] = info.value.errors
+    assert (err.line, err.col) == (2, 37)
+
+
+def test_64_bit_integers_are_read() -> None:
+    doc = read_document("a: 9223372036854775807\nb: -9223372036854775808\n")
+    assert doc.data == {"a": 2**63 - 1, "b": -(2**63)}
+
+
+@pytest.mark.parametrize("text", ["", "# only a comment\n", "\n\n  \n"])
+def test_an_empty_document_is_located_at_the_start(text: str) -> None:
+    import specnet
+
+    with pytest.raises(specnet.SpecError) as info:
+        specnet.load(text)
+    [err] = info.value.errors
+    assert (err.line, err.col) == (1, 1)
+    assert str(err).startswith("<spec>:1:1: <root>: ")

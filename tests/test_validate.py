@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -374,3 +375,134 @@ def test_validate_refuses_what_build_would_refuse() -> None:
         "parameters; Linear has parameters (a parameter-free layer such as ReLU or Dropout)",
     ]
     assert errors(spec.replace("{type: Linear, out_features: 4}", "ReLU")) == errors(spec)[:2]
+
+
+def test_a_child_name_with_a_trailing_newline_is_refused() -> None:
+    # "$" in a regex matches before a final newline: names are checked with fullmatch.
+    spec = {"input": [3], "model": {"type": "Sequential", "layers": {"fc\n": "ReLU"}}}
+    with pytest.raises(SpecValidationError, match="must use only letters"):
+        specnet.load(spec)
+
+
+@pytest.mark.parametrize("name", ["../../etc/x", "a b", "x" * 65, "-rf", "", ".hidden", 5])
+def test_a_spec_name_is_a_safe_bounded_name(name: object) -> None:
+    with pytest.raises(SpecValidationError) as info:
+        specnet.load({"name": name, "input": [3], "model": "ReLU"})
+    assert [e.path for e in info.value.errors] == [("name",)]
+
+
+@pytest.mark.parametrize("name", ["lenet", "resnet-18", "v1.2_run", "x" * 64, "3d_unet"])
+def test_ordinary_spec_names_are_kept(name: str) -> None:
+    assert specnet.load({"name": name, "input": [3], "model": "ReLU"}).name == name
+
+
+def test_did_you_mean_skips_very_long_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    import difflib
+
+    from specnet._front.limits import MAX_SUGGEST
+
+    real = difflib.SequenceMatcher
+
+    def bounded(isjunk: object, a: str, b: str) -> difflib.SequenceMatcher[str]:
+        assert len(a) <= MAX_SUGGEST, "difflib ran over a very long unknown name"
+        return real(isjunk, a, b)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(difflib, "SequenceMatcher", bounded)
+    long = "Conv" * 5000
+    errors = specnet.validate(f"input: [3, 8, 8]\nmodel: {{type: {long}}}\n")
+    assert len(errors) == 1 and "2:15: model.type: unknown layer type" in errors[0]
+    key = "kernal_size" * 90  # YAML keys are at most 1024 characters
+    errors = specnet.validate(f"input: [3, 8, 8]\nmodel: {{type: Conv2d, {key}: 1}}\n")
+    assert any(f"unknown argument '{key}' for Conv2d" in e for e in errors)
+
+
+def test_block_substitution_is_counted_before_anything_is_copied(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # 1,000 values passed to a body that uses them 2,000 times: two million copies,
+    # refused before the first (the substitution would otherwise copy them all).
+    from specnet._front.validate import blocks
+
+    def no_copy(*args: object) -> None:
+        raise AssertionError("substituted before the budget was checked")
+
+    monkeypatch.setattr(blocks, "_substitute", no_copy)
+    refs = ", ".join(["$v"] * 2000)
+    items = ", ".join(["1"] * 1000)
+    text = (
+        f"blocks:\n  B:\n    params: {{v: any}}\n    body: {{type: Sequential, layers: [{refs}]}}\n"
+        f"input: [3]\nmodel: {{type: B, v: [{items}]}}\n"
+    )
+    with pytest.raises(SpecValidationError, match="MAX_EXPANDED") as info:
+        specnet.load(text)
+    [err] = info.value.errors
+    assert (err.line, err.col, err.path) == (6, 15, ("model", "type"))
+
+
+def test_repeat_is_bounded_before_it_is_expanded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from specnet._front.validate import document
+
+    class NoExpansion(document.Sequential):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("the repeat was expanded before the layer budget was checked")
+
+    monkeypatch.setattr(document, "Sequential", NoExpansion)
+    with pytest.raises(SpecValidationError, match="MAX_LAYERS") as info:
+        specnet.load(
+            "input: [3]\nmodel: {type: Linear, out_features: 3, repeat: 4611686018427387904}\n"
+        )
+    [err] = info.value.errors
+    assert err.path == ("model", "repeat")
+
+
+def test_huge_layers_are_refused_before_torch_builds_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The parameter budget is checked by shape inference, before any constructor runs.
+    from specnet._build import compiler
+
+    def no_build(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the compiler ran on a model over the parameter budget")
+
+    monkeypatch.setattr(compiler, "materialize", no_build)
+    text = "input: [3]\nmodel: {type: Sequential, layers: [{type: Linear, out_features: 1000000}, {type: Linear, out_features: 1000000}]}\n"
+    with pytest.raises(SpecError, match="MAX_PARAMETERS") as info:
+        specnet.build(text)
+    assert [e.path for e in info.value.errors] == [("model", "layers", 1)]
+    assert specnet.validate(text) == [str(info.value.errors[0])]
+
+
+@pytest.mark.parametrize(
+    ("train", "path", "fragment"),
+    [
+        ({"optimizer": {"type": "SGD", "lr": -1}}, "train.optimizer.lr", "float >= 0"),
+        ({"optimizer": {"type": "Adam", "betas": [2, 2]}}, "train.optimizer.betas", "in [0, 1)"),
+        (
+            {"optimizer": {"type": "AdamW", "weight_decay": -1}},
+            "train.optimizer.weight_decay",
+            ">= 0",
+        ),
+        ({"optimizer": {"type": "SGD", "momentum": -1}}, "train.optimizer.momentum", ">= 0"),
+        ({"optimizer": {"type": "RMSprop", "eps": -1.0}}, "train.optimizer.eps", ">= 0"),
+        ({"schedule": {"type": "StepLR", "step_size": 0}}, "train.schedule.step_size", ">= 1"),
+        ({"schedule": {"type": "ExponentialLR", "gamma": 0.0}}, "train.schedule.gamma", "> 0"),
+        (
+            {"schedule": {"type": "ReduceLROnPlateau", "factor": 1.0}},
+            "train.schedule.factor",
+            "[0, 1)",
+        ),
+        (
+            {"loss": {"type": "CrossEntropyLoss", "label_smoothing": 2.0}},
+            "train.loss.label_smoothing",
+            "[0, 1]",
+        ),
+    ],
+)
+def test_train_arguments_torch_refuses_are_refused_at_the_spec_line(
+    train: dict[str, object], path: str, fragment: str
+) -> None:
+    section = {"data": "Synthetic", "loss": "MSELoss", "optimizer": "SGD", **train}
+    text = json.dumps(
+        {"input": [3], "model": {"type": "Linear", "out_features": 2}, "train": section}
+    )
+    [line] = specnet.validate(text)
+    assert f": {path}: expected" in line and fragment in line
+    assert line.startswith("<spec>:1:")

@@ -30,6 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from .limits import MAX_SUGGEST
+
 Path = tuple[str | int, ...]
 
 
@@ -74,7 +76,9 @@ def format_path(path: Path) -> str:
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """A ``; did you mean 'X'?`` suffix, or ``""`` when nothing is close."""
-    options = list(choices)
+    if len(word) > MAX_SUGGEST:
+        return ""  # no name that long is close to a real one; difflib is quadratic in it
+    options = [c for c in choices if len(c) <= 2 * MAX_SUGGEST]
     by_lower = {c.lower(): c for c in options}
     if word.lower() in by_lower:
         return f"; did you mean '{by_lower[word.lower()]}'?"

@@ -8,13 +8,15 @@ mismatch becomes a located :class:`SpecShapeError` before any module exists.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ErrorItem, Path, SpecShapeError
+from .limits import MAX_ELEMENTS, MAX_PARAMETERS
 from .registry import layers
-from .rules.base import ShapeMismatch, TensorType, Value, show
+from .rules.base import COMMON_RANGES, ShapeMismatch, TensorType, Value, show
 from .spec import Graph, Layer, ModuleDict, ModuleList, Node, Sequential, Spec
 
 __all__ = ["Step", "infer"]
@@ -50,6 +52,8 @@ class _Inference:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.errors: list[ErrorItem] = []
+        self.parameters = 0
+        """Estimated parameters of the layers inferred so far (:func:`weight_bound`)."""
 
     def fail(self, node: Node, msg: str, arg: str | None = None, at: Path | None = None) -> _Failed:
         path: Path = node.path if at is None else at
@@ -58,6 +62,24 @@ class _Inference:
         item = self.spec.source.error(path, msg, kind="shape", notes=node.notes)
         self.errors.append(item)
         return _Failed()
+
+    def check_budget(self, node: Layer, value: Value, args: Mapping[str, Any]) -> None:
+        """Refuse, before torch builds anything, a layer whose output or weights are too big."""
+        for x in _tensors(value):
+            if math.prod(x.shape) > MAX_ELEMENTS:
+                raise self.fail(
+                    node,
+                    f"{node.type}'s output {show(x)} has more than {MAX_ELEMENTS} elements per "
+                    "sample (a fixed limit, specnet._front.limits.MAX_ELEMENTS)",
+                )
+        self.parameters += weight_bound(args)
+        if self.parameters > MAX_PARAMETERS:
+            raise self.fail(
+                node,
+                f"model too large: more than {MAX_PARAMETERS} parameters up to {node.type} "
+                "(estimated from the layers' sizes; a fixed limit, "
+                "specnet._front.limits.MAX_PARAMETERS)",
+            )
 
     def step(self, node: Node, inputs: list[Value]) -> Step:
         return _STEPS[type(node)](self, node, inputs)
@@ -107,6 +129,11 @@ class _Inference:
                 exc.message if exc.message.startswith(node.type) else f"{node.type}: {exc.message}"
             )
             raise self.fail(node, msg, exc.arg) from None
+        except (ArithmeticError, ValueError):  # e.g. a float size of 1e308: inf is no size
+            raise self.fail(
+                node, f"{node.type}: its arguments give sizes too large to compute"
+            ) from None
+        self.check_budget(node, out.value, out.args)
         ctor = {k: v for k, v in out.args.items() if k in node.args or k in t.infers}
         for name, sub in nested:
             ctor[name] = sub
@@ -200,6 +227,38 @@ class _Inference:
             outputs=node.outputs,
             tuple_output=node.tuple_output,
         )
+
+
+_SIZES = frozenset(n for n, r in COMMON_RANGES.items() if r.low == 1 and r.high is None) - {
+    "groups",
+    "num_heads",
+    "nhead",
+    "stride",
+    "dilation",
+    "upscale_factor",
+    "downscale_factor",
+}
+"""Arguments that are sizes of a layer's weights (features, channels, kernel, hidden...)."""
+
+
+def weight_bound(args: Mapping[str, Any]) -> int:
+    """An estimate of a layer's parameters: the product of its weight sizes (``in_features
+    * out_features``, ``in_channels * out_channels * kernel``, ``num_embeddings *
+    embedding_dim``, ... times ``num_layers``); 0 for a layer that has none."""
+    sizes = [
+        math.prod(v) if isinstance(v, (list, tuple)) else v
+        for k, v in args.items()
+        if k in _SIZES or k in ("num_layers", "num_encoder_layers", "num_decoder_layers")
+        if isinstance(v, int)
+        or (isinstance(v, (list, tuple)) and all(isinstance(i, int) for i in v))
+    ]
+    return math.prod(s for s in sizes if isinstance(s, int) and s > 0) if sizes else 0
+
+
+def _tensors(value: Value) -> list[TensorType]:
+    if isinstance(value, TensorType):
+        return [value]
+    return [t for v in value for t in _tensors(v)]
 
 
 _STEPS: dict[type[Node], Callable[[_Inference, Node, list[Value]], Step]] = {

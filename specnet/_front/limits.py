@@ -6,12 +6,27 @@ and building. A spec past one is refused with a located error that names the lim
 
 from __future__ import annotations
 
-__all__ = ["MAX_BYTES", "MAX_DEPTH", "MAX_INPUTS", "MAX_LAYERS", "MAX_NODES"]
+__all__ = [
+    "MAX_BYTES",
+    "MAX_DEPTH",
+    "MAX_ELEMENTS",
+    "MAX_EXPANDED",
+    "MAX_INPUTS",
+    "MAX_INT",
+    "MAX_LAYERS",
+    "MAX_NAME",
+    "MAX_NODES",
+    "MAX_PARAMETERS",
+    "MAX_SUGGEST",
+]
+
+# The limits are fixed (not settings): each error that reports one says so. A model past
+# them is far beyond what fits on one machine; raising one means editing this file.
 
 MAX_BYTES = 2 * 1024 * 1024
 """Largest spec text accepted."""
 MAX_DEPTH = 64
-"""Deepest nesting of mappings and sequences accepted."""
+"""Deepest nesting of mappings and sequences accepted, aliases expanded."""
 MAX_NODES = 200_000
 """Most values a document may hold once its aliases are expanded."""
 MAX_LAYERS = 100_000
@@ -19,3 +34,16 @@ MAX_LAYERS = 100_000
 (``num_layers`` of a transformer or recurrent stack) are expanded."""
 MAX_INPUTS = 8
 """Most inputs an ``Add``, ``Mul`` or ``Concat`` takes (TorchScript has no ``*args``)."""
+MAX_INT = 2**63 - 1
+"""Largest integer a spec may write (torch's sizes are 64-bit)."""
+MAX_EXPANDED = 1_000_000
+"""Most values block bodies may hold in all, once their parameters are substituted
+(counted before anything is copied)."""
+MAX_ELEMENTS = 2**40
+"""Most elements one sample's tensor may have, at the input and after every layer."""
+MAX_PARAMETERS = 10**11
+"""Most parameters (and buffer elements) a model may hold: 400 GB in float32."""
+MAX_NAME = 64
+"""Longest spec ``name:``."""
+MAX_SUGGEST = 64
+"""Longest unknown name for which "did you mean" looks for suggestions."""

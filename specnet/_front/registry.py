@@ -27,6 +27,7 @@ from .types import TypeSpec
 __all__ = [
     "CONTAINERS",
     "REQUIRED",
+    "TRAIN_RANGES",
     "Param",
     "Registry",
     "TypeDef",
@@ -193,15 +194,75 @@ def attributes(container: str) -> frozenset[str]:
     return frozenset(catalog()["attributes"][container])
 
 
-def _params(entry: Mapping[str, Any], rule: Rule | None = None) -> tuple[Param, ...]:
-    ranges = rule.ranges if rule is not None else {}
+_UNIT = Range(0, 1)
+_AT_LEAST_0 = Range(0)
+_AT_LEAST_1 = Range(1)
+_ABOVE_0 = Range(0, low_open=True)
+TRAIN_RANGES: dict[str, dict[str, dict[str, Range]]] = {
+    "optimizers": {
+        "*": {
+            **dict.fromkeys(("lr", "eps", "weight_decay", "momentum", "lr_decay"), _AT_LEAST_0),
+            **dict.fromkeys(("initial_accumulator_value", "momentum_decay"), _AT_LEAST_0),
+            "betas": Range(0, 1, high_open=True),
+            "rho": _UNIT,
+            "alpha": _AT_LEAST_0,
+            **dict.fromkeys(("max_iter", "history_size", "ns_steps"), _AT_LEAST_1),
+        },
+    },
+    "schedulers": {
+        "*": {
+            **dict.fromkeys(("step_size", "T_max", "T_0", "T_mult", "step_size_up"), _AT_LEAST_1),
+            **dict.fromkeys(("total_iters", "patience", "cooldown", "threshold"), _AT_LEAST_0),
+            "gamma": _ABOVE_0,
+            "pct_start": _UNIT,
+            "start_factor": Range(0, 1, low_open=True),
+            "end_factor": _UNIT,
+            "factor": _UNIT,
+            "eps": _AT_LEAST_0,
+            **dict.fromkeys(("div_factor", "final_div_factor"), _ABOVE_0),
+        },
+        "ReduceLROnPlateau": {"factor": Range(0, 1, high_open=True)},
+    },
+    "losses": {
+        "*": {
+            "label_smoothing": _UNIT,
+            "delta": _ABOVE_0,
+            "beta": _AT_LEAST_0,
+            "eps": _AT_LEAST_0,
+        },
+    },
+}
+"""The numbers torch's optimizers, schedulers and losses accept, by section, then by type
+(``"*"``: every type of the section that has the argument). An optimizer refuses a
+negative ``lr`` when it is made; a scheduler with ``step_size: 0`` divides by zero at its
+first step: validation refuses both at the spec line, and the JSON Schema shows them."""
+
+
+def _numeric(t: Any) -> bool:
+    """Whether a range can apply to values of type ``t`` (a number, or a list of numbers)."""
+    if isinstance(t, dict) and "list" in t:
+        t = t["list"]
+    return t in ("int", "float")
+
+
+def _params(
+    entry: Mapping[str, Any], rule: Rule | None = None, ranges: Mapping[str, Range] | None = None
+) -> tuple[Param, ...]:
+    if rule is not None:
+        ranges = {**COMMON_RANGES, **rule.ranges}
+    elif ranges is not None:
+        ranges = {
+            p["name"]: ranges[p["name"]]
+            for p in entry["params"]
+            if p["name"] in ranges and _numeric(p["type"])
+        }
     return tuple(
         Param(
             p["name"],
             p["type"],
             p.get("doc", ""),
             REQUIRED if p.get("required") else p.get("default"),
-            ranges.get(p["name"], COMMON_RANGES.get(p["name"])) if rule is not None else None,
+            ranges.get(p["name"]) if ranges is not None else None,
         )
         for p in entry["params"]
     )
@@ -406,15 +467,17 @@ def _from_catalog(section: str, kind: Kind, module: str) -> Registry:
     what = {"layers": "layer", "losses": "loss", "optimizers": "optimizer"}
     reg = Registry(what.get(section, "scheduler"))
     rules = all_rules() if section == "layers" else {}
+    table = TRAIN_RANGES.get(section, {})
     for name, entry in sorted(catalog()[section].items()):
         rule = rules.get(name)
         if section == "layers" and rule is None:
             raise ValueError(f"layer type {name} has no shape rule")
+        ranges = {**table.get("*", {}), **table.get(name, {})} if table else None
         reg.add(
             TypeDef(
                 name,
                 kind,
-                _params(entry, rule),
+                _params(entry, rule, ranges),
                 entry.get("doc", ""),
                 rule,
                 _torch_attr(module, name),

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from .limits import MAX_LAYERS, MAX_NAME
 from .registry import (
     CONTAINERS,
     Param,
@@ -34,7 +35,7 @@ from .registry import (
 from .spec import DTYPES
 from .trainspec import TrainSpec, datasets, transforms
 from .types import json_schema
-from .validate.context import LAYER_NAME
+from .validate.context import LAYER_NAME, NODE_KEYS, PARAM_NAME, SPEC_NAME
 
 __all__ = ["build_schema", "schema_text"]
 
@@ -47,6 +48,7 @@ _PARAM_REF = {
 _REPEAT = {
     "type": "integer",
     "minimum": 1,
+    "maximum": MAX_LAYERS,
     "description": "Repeat this layer: N fresh copies in a row (inside a list), or an nn.Sequential of N copies.",
 }
 _INPUT = {
@@ -276,6 +278,10 @@ def build_schema() -> dict[str, Any]:
                 "type": "object",
                 "description": "Parameter names: a type name (int, float, bool, str, list, any) makes one required; any other value is its default.",
                 "additionalProperties": True,
+                "propertyNames": {
+                    "pattern": f"^{PARAM_NAME.pattern}$",
+                    "not": {"enum": list(NODE_KEYS)},
+                },
             },
             "body": {
                 "allOf": [{"$ref": _DEFS + "opennode"}],
@@ -294,7 +300,12 @@ def build_schema() -> dict[str, Any]:
         "required": ["input", "model"],
         "properties": {
             "version": {"const": 1, "description": "Spec format version. Default: 1."},
-            "name": {"type": "string", "description": "A name for the network."},
+            "name": {
+                "type": "string",
+                "pattern": f"^{SPEC_NAME.pattern}$",
+                "description": "A name for the network (it names run folders and exported "
+                f"code): letters, digits, '_', '-' and '.', at most {MAX_NAME} characters.",
+            },
             "input": {
                 "description": "Shape of one sample (no batch dimension), {shape, dtype}, or a mapping of named inputs for a Graph.",
                 "anyOf": [

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from .errors import ErrorItem, Path, SpecSyntaxError
-from .limits import MAX_BYTES, MAX_DEPTH, MAX_NODES
+from .limits import MAX_BYTES, MAX_DEPTH, MAX_INT, MAX_NODES
 
 __all__ = ["Document", "SourceMap", "read_document"]
 
@@ -37,7 +37,22 @@ _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 _STD_TAG = "tag:yaml.org,2002:"
+_TOO_BIG = f"spec is larger than {MAX_BYTES} bytes (a fixed limit, specnet._front.limits.MAX_BYTES)"
 _ALLOWED_TAGS = {_STD_TAG + t for t in ("str", "int", "float", "bool", "null", "map", "seq")}
+
+
+class _IntTooLarge(ValueError):
+    """An integer literal outside what torch takes (64-bit)."""
+
+
+def _int(text: str, base: int = 10) -> int:
+    # Checked before int() converts it: a long digit string costs quadratic time.
+    if len(text) > 40:
+        raise _IntTooLarge
+    value = int(text, base)
+    if not -MAX_INT - 1 <= value <= MAX_INT:
+        raise _IntTooLarge
+    return value
 
 
 def _plain_scalar(text: str) -> Any:
@@ -47,11 +62,11 @@ def _plain_scalar(text: str) -> Any:
     if text in _BOOL:
         return _BOOL[text]
     if _INT.match(text):
-        return int(text)
+        return _int(text)
     if _OCT.match(text):
-        return int(text[2:], 8)
+        return _int(text[2:], 8)
     if _HEX.match(text):
-        return int(text[2:], 16)
+        return _int(text[2:], 16)
     if _FLOAT.match(text):
         return float(text)
     if _INF.match(text):
@@ -68,6 +83,8 @@ class SourceMap:
     file: str | None
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    text: bool = True
+    """Read from text (a file or a string); a mapping given from Python has no positions."""
 
     def position(self, path: Path, *, key: bool = False) -> tuple[int, int] | None:
         """The position of ``path``, or of its nearest ancestor that has one."""
@@ -93,7 +110,8 @@ class SourceMap:
         notes: tuple[str, ...] = (),
     ) -> ErrorItem:
         pos = self.position(path, key=key)
-        line, col = pos if pos else ((1, 1) if self.file is not None else (None, None))
+        # A problem of the whole document is at the start of its text.
+        line, col = pos if pos else ((1, 1) if self.text else (None, None))
         return ErrorItem(path, msg, kind, self.file, line, col, notes)
 
 
@@ -108,7 +126,7 @@ class Document:
 
 
 class _Frame:
-    __slots__ = ("anchor", "container", "merged", "path", "pending_key", "start")
+    __slots__ = ("anchor", "container", "height", "merged", "path", "pending_key", "start")
 
     def __init__(self, container: Any, path: Path, anchor: str | None, start: int) -> None:
         self.container = container
@@ -116,6 +134,8 @@ class _Frame:
         self.anchor = anchor
         self.start = start
         self.pending_key: tuple[str, tuple[int, int]] | None = None
+        self.height = 1
+        """Levels of nesting in this value so far, aliases expanded."""
         self.merged: set[str] = set()
         """Keys taken over by a ``<<`` merge; an explicit key replaces them."""
 
@@ -127,7 +147,8 @@ class _Builder:
         self.text = text
         self.source = SourceMap(file)
         self.errors: list[ErrorItem] = []
-        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.anchors: dict[str, tuple[Any, int, int]] = {}
+        """anchor -> (value, values in it, levels of nesting in it), aliases expanded."""
         self.nodes = 0
 
     def fail(self, line: int | None, col: int | None, msg: str) -> SpecSyntaxError:
@@ -139,7 +160,8 @@ class _Builder:
             raise self.fail(
                 mark.line + 1,
                 mark.column + 1,
-                f"document too large: more than {MAX_NODES} values once aliases are expanded",
+                f"document too large: more than {MAX_NODES} values once aliases are expanded "
+                "(a fixed limit, specnet._front.limits.MAX_NODES)",
             )
 
     def run(self) -> Any:
@@ -160,8 +182,14 @@ class _Builder:
                 continue
             if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 frame = stack.pop()
+                if stack:
+                    stack[-1].height = max(stack[-1].height, frame.height + 1)
                 if frame.anchor is not None:
-                    self.anchors[frame.anchor] = (frame.container, self.nodes - frame.start)
+                    self.anchors[frame.anchor] = (
+                        frame.container,
+                        self.nodes - frame.start,
+                        frame.height,
+                    )
                 continue
 
             tag = getattr(event, "tag", None)
@@ -189,19 +217,29 @@ class _Builder:
             if isinstance(event, yaml.AliasEvent):
                 if event.anchor not in self.anchors:
                     raise self.fail(*pos, f"alias '*{event.anchor}' refers to no finished anchor")
-                shared, size = self.anchors[event.anchor]
+                shared, size, height = self.anchors[event.anchor]
                 self.count(size, mark)
+                if len(stack) + height > MAX_DEPTH:
+                    raise self.fail(
+                        *pos,
+                        f"document nested too deeply once alias '*{event.anchor}' is expanded "
+                        f"(more than {MAX_DEPTH} levels; a fixed limit, specnet._front.limits.MAX_DEPTH)",
+                    )
+                if parent is not None:
+                    parent.height = max(parent.height, height + 1)
                 value = copy.deepcopy(shared)
             elif isinstance(event, yaml.ScalarEvent):
                 self.count(1, mark)
                 value = self._scalar(event, pos)
                 if event.anchor is not None:
-                    self.anchors[event.anchor] = (value, 1)
+                    self.anchors[event.anchor] = (value, 1, 0)
             elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 self.count(1, mark)
                 if len(stack) >= MAX_DEPTH:
                     raise self.fail(
-                        *pos, f"document nested too deeply (more than {MAX_DEPTH} levels)"
+                        *pos,
+                        "document nested too deeply "
+                        f"(more than {MAX_DEPTH} levels; a fixed limit, specnet._front.limits.MAX_DEPTH)",
                     )
                 value = {} if isinstance(event, yaml.MappingStartEvent) else []
             else:  # pragma: no cover - PyYAML has no other events
@@ -222,6 +260,17 @@ class _Builder:
         return str(event.value)
 
     def _scalar(self, event: Any, pos: tuple[int, int]) -> Any:
+        try:
+            return self._resolve(event, pos)
+        except _IntTooLarge:
+            text = event.value if len(event.value) <= 24 else event.value[:20] + "..."
+            raise self.fail(
+                *pos,
+                f"integer {text} is outside the 64-bit range torch takes "
+                f"(at most {MAX_INT}; a fixed limit, specnet._front.limits.MAX_INT)",
+            ) from None
+
+    def _resolve(self, event: Any, pos: tuple[int, int]) -> Any:
         text: str = event.value
         tag = event.tag
         if tag in (None, "!"):
@@ -295,9 +344,7 @@ class _Builder:
 
 def _parse_text(text: str, file: str | None) -> Document:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
-        raise SpecSyntaxError(
-            [ErrorItem((), f"spec is larger than {MAX_BYTES} bytes", "syntax", file, 1, 1)]
-        )
+        raise SpecSyntaxError([ErrorItem((), _TOO_BIG, "syntax", file, 1, 1)])
     builder = _Builder(text, file)
     try:
         data = builder.run()
@@ -328,7 +375,7 @@ def read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Documen
     single line ending in ``.yaml``, ``.yml`` or ``.json``; otherwise it is the spec text.
     """
     if isinstance(source, Mapping):
-        return Document(copy.deepcopy(dict(source)), SourceMap(None))
+        return Document(copy.deepcopy(dict(source)), SourceMap(None, text=False))
     if isinstance(source, os.PathLike) or (
         isinstance(source, str)
         and "\n" not in source
@@ -339,13 +386,11 @@ def read_document(source: str | os.PathLike[str] | Mapping[str, Any]) -> Documen
         try:
             size = path.stat().st_size
             if size > MAX_BYTES:
-                raise SpecSyntaxError(
-                    [ErrorItem((), f"spec is larger than {MAX_BYTES} bytes", "syntax", name, 1, 1)]
-                )
+                raise SpecSyntaxError([ErrorItem((), _TOO_BIG, "syntax", name, 1, 1)])
             raw = path.read_bytes()
         except OSError as exc:
             raise SpecSyntaxError(
-                [ErrorItem((), f"cannot read spec: {exc.strerror}", "io", name)]
+                [ErrorItem((), f"cannot read spec: {exc.strerror}", "io", name, 1, 1)]
             ) from None
         try:
             text = raw.decode("utf-8-sig")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from .base import (
     _LAYOUT,
     Args,
@@ -39,6 +41,8 @@ def _resize(x: TensorType, args: Args, layer: str, n: int) -> TensorType:
             raise ShapeMismatch(
                 f"scale_factor {scale} must be {n} positive numbers", "scale_factor"
             )
+        if not all(math.isfinite(i * f) for i, f in zip(x.shape[1:], factors, strict=True)):
+            raise ShapeMismatch(f"scale_factor {scale} gives an infinite size", "scale_factor")
         out = tuple(int(i * f) for i, f in zip(x.shape[1:], factors, strict=True))
     return TensorType((x.shape[0], *_positive(x, out, "scale_factor", "the output size")), x.dtype)
 

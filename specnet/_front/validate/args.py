@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..errors import Path, did_you_mean
+from ..limits import MAX_SUGGEST
 from ..registry import TypeDef
 from ..spec import Node
 from ..types import describe, pydantic_type, uses_node
@@ -70,7 +71,7 @@ class Arguments(Collector):
             # 'kernel_size'" alone than with "missing 'kernel_size'" beside it.
             unknown = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"]
             missing = [str(e["loc"][0]) for e in errors if e["type"] == "missing"]
-            for u in unknown:
+            for u in (u for u in unknown if len(u) <= MAX_SUGGEST):
                 reported.update(difflib.get_close_matches(u, missing, n=1, cutoff=0.6))
             for err in errors:
                 name = str(err["loc"][0]) if err["loc"] else ""

@@ -9,18 +9,20 @@ import difflib
 import functools
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..errors import Path, did_you_mean, format_path
+from ..limits import MAX_EXPANDED, MAX_SUGGEST
 from ..registry import CONTAINERS, Param, TypeDef, layers
 from ..source import Document
 from ..spec import Node
 from ..types import describe
 from .args import Arguments, args_model
-from .context import NODE_KEYS, PARAM_REF, Ctx, TooLarge, placeholder, show
+from .context import NODE_KEYS, PARAM_NAME, PARAM_REF, Ctx, TooLarge, placeholder, show
 
 __all__ = ["Block", "Blocks"]
 
@@ -44,6 +46,10 @@ class Block:
     path: Path
     unknown_refs: set[str] = field(default_factory=set)
     """``$names`` in the body that are no parameter (reported once, where defined)."""
+    refs: Counter[str] = field(default_factory=Counter)
+    """How many times the body uses each ``$name``."""
+    size: int = 0
+    """Values in the body as written."""
 
 
 class Blocks(Arguments):
@@ -53,6 +59,8 @@ class Blocks(Arguments):
         super().__init__(doc)
         self.blocks: dict[str, Block] = {}
         self.broken_blocks: set[str] = set()
+        self.expanded = 0
+        """Values copied into block bodies so far (bounded by MAX_EXPANDED)."""
 
     def define_blocks(self, raw: Any) -> None:
         path: Path = ("blocks",)
@@ -88,14 +96,16 @@ class Blocks(Arguments):
                 continue
             params = self.block_params(definition.get("params", {}), (*bpath, "params"))
             if params is not None:
-                self.blocks[name] = Block(name, params, definition["body"], bpath)
+                body = definition["body"]
+                self.blocks[name] = Block(name, params, body, bpath, size=_size(body))
             else:
                 self.broken_blocks.add(name)
         # Each body is checked once as written, with its parameters as placeholders.
         for block in self.blocks.values():
             refs = self._check_refs(block.body, (*block.path, "body"), set(block.params))
-            block.unknown_refs.update(refs - set(block.params))
-            ctx = Ctx(placeholders=frozenset(block.params) | refs, blocks=(block.name,))
+            block.unknown_refs.update(set(refs) - set(block.params))
+            block.refs.update(refs)
+            ctx = Ctx(placeholders=frozenset(block.params) | set(refs), blocks=(block.name,))
             with contextlib.suppress(TooLarge):
                 self.node(block.body, (*block.path, "body"), ctx)
 
@@ -110,8 +120,13 @@ class Blocks(Arguments):
             return None
         params: dict[str, Any] = {}
         for pname, spec in raw.items():
-            if not _BLOCK_NAME.fullmatch(pname) or pname in NODE_KEYS:
-                self.error((*path, pname), f"'{pname}' cannot be a block parameter name", key=True)
+            if not PARAM_NAME.fullmatch(pname) or pname in NODE_KEYS:
+                self.error(
+                    (*path, pname),
+                    f"'{pname}' cannot be a block parameter name (a letter, then letters, "
+                    f"digits and '_'; not {', '.join(NODE_KEYS)})",
+                    key=True,
+                )
                 continue
             if isinstance(spec, str) and spec in _PARAM_TYPES:
                 params[pname] = _PARAM_TYPES[spec]
@@ -119,16 +134,17 @@ class Blocks(Arguments):
                 params[pname] = ("default", spec)
         return params
 
-    def _check_refs(self, value: Any, path: Path, params: set[str]) -> frozenset[str]:
-        """Every ``$name`` in a block body must name one of its parameters; returns the names used."""
-        used: set[str] = set()
+    def _check_refs(self, value: Any, path: Path, params: set[str]) -> Counter[str]:
+        """Every ``$name`` in a block body must name one of its parameters; returns the names
+        used, with how often."""
+        used: Counter[str] = Counter()
         stack: list[tuple[Any, Path]] = [(value, path)]
         while stack:
             v, p = stack.pop()
             if isinstance(v, str):
                 m = PARAM_REF.fullmatch(v)
                 if m:
-                    used.add(m.group(1))
+                    used[m.group(1)] += 1
                 if m and m.group(1) not in params:
                     self.error(
                         p,
@@ -139,7 +155,7 @@ class Blocks(Arguments):
                 stack.extend((x, (*p, k)) for k, x in v.items())
             elif isinstance(v, list):
                 stack.extend((x, (*p, i)) for i, x in enumerate(v))
-        return frozenset(used)
+        return used
 
     def block_use(self, block: Block, args: dict[str, Any], path: Path, ctx: Ctx) -> Node | None:
         if block.name in ctx.blocks:
@@ -181,7 +197,7 @@ class Blocks(Arguments):
                     )
                     ok = False
             elif pname not in args and not difflib.get_close_matches(
-                pname, list(args), n=1, cutoff=0.6
+                pname, [a for a in args if len(a) <= MAX_SUGGEST], n=1, cutoff=0.6
             ):
                 self.error(
                     (*path, pname),
@@ -193,6 +209,20 @@ class Blocks(Arguments):
         if not ok:
             return None
         body_path = (*block.path, "body")
+        cost = block.size
+        for name, uses in block.refs.items():
+            if name in values and cost <= MAX_EXPANDED:
+                cost += (_size(values[name], MAX_EXPANDED) - 1) * uses
+        self.expanded += cost
+        if self.expanded > MAX_EXPANDED:
+            self.error(
+                (*path, "type"),
+                f"blocks too large: more than {MAX_EXPANDED} values once block parameters are "
+                f"substituted (block '{block.name}' here adds {cost}; a fixed limit, "
+                "specnet._front.limits.MAX_EXPANDED)",
+                ctx=ctx,
+            )
+            raise TooLarge
         body = _substitute(
             block.body, body_path, values, {k: (*path, k) for k in args}, self.redirect
         )
@@ -215,6 +245,20 @@ def _param_typedef_cached(block: str, name: str, spec_key: str) -> TypeDef:
 
 def _param_typedef(block: str, name: str, spec: Any) -> TypeDef:
     return _param_typedef_cached(block, name, json.dumps(spec, sort_keys=True))
+
+
+def _size(value: Any, most: int | None = None) -> int:
+    """How many values ``value`` holds (itself included); counting stops past ``most``."""
+    n = 0
+    stack = [value]
+    while stack and (most is None or n <= most):
+        v = stack.pop()
+        n += 1
+        if isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return n
 
 
 def _substitute(

@@ -225,10 +225,16 @@ class Containers(Blocks):
             nodes.append(GraphNode(name, node, refs))
         output = args.get("output")
         tuple_output = isinstance(output, list)
-        outputs = [output] if isinstance(output, str) else list(output or [])
-        if output is None:
-            outputs = [items[-1][0]]
-        elif not outputs or not all(isinstance(o, str) for o in outputs):
+        outputs: list[Any] = (
+            [items[-1][0]]
+            if output is None
+            else [output]
+            if isinstance(output, str)
+            else list(output)
+            if isinstance(output, list)
+            else []
+        )
+        if not outputs or not all(isinstance(o, str) for o in outputs):
             self.error(
                 (*path, "output"),
                 f"'output' must be a node name or a list of them, got {show(output)}",

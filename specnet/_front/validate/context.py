@@ -6,12 +6,28 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["LAYER_NAME", "NODE_KEYS", "PARAM_REF", "Ctx", "TooLarge", "placeholder", "show"]
+from ..limits import MAX_NAME
+
+__all__ = [
+    "LAYER_NAME",
+    "NODE_KEYS",
+    "PARAM_REF",
+    "SPEC_NAME",
+    "Ctx",
+    "TooLarge",
+    "placeholder",
+    "show",
+]
 
 PARAM_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 """A block parameter used in a block's body: ``$name``."""
 LAYER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 """Names of a container's children (and of graph inputs)."""
+SPEC_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME - 1}}}")
+"""A spec's ``name:``: safe as a file or folder name, and in code once '-' and '.' are
+replaced (no '/', no spaces, no '..' alone, bounded)."""
+PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+"""A block parameter's name (a leading '_' is refused: Python keeps those private)."""
 NODE_KEYS = ("type", "repeat", "input")
 """Keys of a node that are not arguments of its type."""
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..errors import Path, SpecValidationError, did_you_mean
+from ..limits import MAX_ELEMENTS, MAX_NAME
 from ..source import Document
 from ..spec import DTYPES, Graph, Node, Sequential, Spec, TensorSpec
-from .context import LAYER_NAME, Ctx, TooLarge, show
+from .context import LAYER_NAME, SPEC_NAME, Ctx, TooLarge, show
 from .walk import Walker
 
 __all__ = ["Checker", "validate_document"]
@@ -87,6 +89,13 @@ class Checker(Walker):
             self.error((*path, i), msg, kind="type")
         if bad:
             return None
+        if math.prod(shape) > MAX_ELEMENTS:
+            self.error(
+                path,
+                f"an input of more than {MAX_ELEMENTS} elements per sample "
+                "(a fixed limit, specnet._front.limits.MAX_ELEMENTS)",
+            )
+            return None
         return TensorSpec(shape=tuple(shape), dtype=dtype)
 
     def spec(self, data: Any) -> Spec | None:
@@ -113,8 +122,15 @@ class Checker(Walker):
                 f"unsupported spec version {show(version)}: this specnet reads version 1",
             )
         name = data.get("name")
-        if name is not None and not isinstance(name, str):
-            self.error(("name",), f"'name' must be a string, got {show(name)}", kind="type")
+        if name is not None and not (isinstance(name, str) and SPEC_NAME.fullmatch(name)):
+            self.error(
+                ("name",),
+                f"'name' must be a name of letters, digits, '_', '-' and '.', starting with a "
+                f"letter or digit, at most {MAX_NAME} characters (it names files and code), "
+                f"got {show(name)}",
+                kind="type",
+            )
+            name = None
         inputs = self.inputs(data.get("input"))
         if "blocks" in data:
             self.define_blocks(data["blocks"])
@@ -126,6 +142,7 @@ class Checker(Walker):
                 n = self.repeat_of(data["model"], ("model",), Ctx())
                 model = self.node(data["model"], ("model",), Ctx())
                 if model is not None and n is not None and n > 1:
+                    self.count(model, n, ("model", "repeat"), Ctx())
                     model = Sequential(("model",), tuple((str(i), model) for i in range(n)))
             except TooLarge:
                 model = None

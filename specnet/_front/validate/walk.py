@@ -122,7 +122,8 @@ class Walker(Containers):
         if self.layer_count > MAX_LAYERS:
             self.error(
                 path,
-                f"model too large: more than {MAX_LAYERS} layers once blocks and repeat are expanded",
+                f"model too large: more than {MAX_LAYERS} layers once blocks and repeat are expanded "
+                "(a fixed limit, specnet._front.limits.MAX_LAYERS)",
                 ctx=ctx,
             )
             raise TooLarge
