@@ -210,6 +210,20 @@ def test_data_that_rank_0_cannot_load_fails_once_under_nproc(tmp_path: Path) -> 
     assert_no_traceback(result.stderr)
 
 
+def test_labels_the_loss_cannot_take_fail_once_under_nproc(tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, n=20, batch=4, epochs=1)
+    data = torch.load(tmp_path / "data.pt")
+    data["y"] = data["y"] + 5  # beyond the model's 3 classes
+    torch.save(data, tmp_path / "data.pt")
+    result = specnet("train", str(spec), "--out", "run", "--nproc", "2", cwd=tmp_path)
+    assert result.returncode == 1
+    message = "train.loss: TensorFile (train split): a label is "
+    assert result.stderr.count(message) == 1, result.stderr
+    assert "but the model gives 3 class scores per sample" in result.stderr
+    assert_no_traceback(result.stderr)
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 # One sample to evaluate on: rank 1's shard is empty, so rank 0 alone meets the metric that
 # does not fit the model's outputs.
 EVALUATE = textwrap.dedent(

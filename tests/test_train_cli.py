@@ -68,6 +68,7 @@ def test_main_job_digits_cnn_reaches_95_percent(
         "curves.png",
         "checkpoints",
         "model.safetensors",
+        "model.json",
     }
 
 
@@ -99,8 +100,10 @@ def test_train_writes_a_run_folder_with_overrides(
     assert main([*args, "--set", "train.epochs=2", "--overwrite"]) == 0
     assert len(_rows(out / "metrics.csv")) == 2
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == [
+        "step-000045.json",
         "step-000045.pt",
         "step-000045.safetensors",
+        "step-000090.json",
         "step-000090.pt",
         "step-000090.safetensors",
     ]

@@ -165,10 +165,11 @@ def test_atomic_write_keeps_the_previous_checkpoint(
         model.weight.add_(1.0)
     monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(OSError, match="disk full"):
-        save_checkpoint(tmp_path, model, {"step": 1, "note": "second"}, "abc")
+        save_checkpoint(tmp_path, model, {"step": 2, "note": "second"}, "abc")
     monkeypatch.undo()
 
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step-000001.json",
         "step-000001.pt",
         "step-000001.safetensors",
     ]
@@ -184,8 +185,10 @@ def test_old_checkpoints_are_pruned_and_states_load_weights_only(tmp_path: Path)
     for step in (5, 10, 15):
         save_checkpoint(tmp_path, model, {"step": step, "t": torch.ones(2)}, None, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "step-000010.json",
         "step-000010.pt",
         "step-000010.safetensors",
+        "step-000015.json",
         "step-000015.pt",
         "step-000015.safetensors",
     ]

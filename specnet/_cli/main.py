@@ -195,6 +195,22 @@ def _predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _count(minimum: int) -> Any:
+    """An argparse type: an integer >= ``minimum`` (else a usage error, exit 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="specnet",
@@ -260,17 +276,23 @@ def parser() -> argparse.ArgumentParser:
     )
     t.add_argument(
         "--checkpoint-every",
-        type=int,
+        type=_count(0),
         metavar="N",
         help="also checkpoint every N optimizer steps (0: only at epoch ends; default 200, "
         "or the resumed run's)",
     )
-    t.add_argument("--keep", type=int, metavar="K", help="checkpoints kept (default 2)")
+    t.add_argument(
+        "--keep",
+        type=_count(0),
+        metavar="K",
+        help="checkpoints kept, the newest (0: all; default 2, or the resumed run's)",
+    )
     t.add_argument(
         "--log-every",
-        type=int,
+        type=_count(0),
         metavar="N",
-        help="write the training loss to steps.csv every N optimizer steps (default 50)",
+        help="write the training loss to steps.csv every N optimizer steps (0: never; default "
+        "50, or the resumed run's)",
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument(

@@ -18,7 +18,6 @@ Relative paths (``root``, ``path``) are relative to the working directory, as in
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -195,8 +194,16 @@ def _tensor_file(r: _Request) -> Dataset[Any] | None:
     path = os.path.expanduser(r.args["path"])
     try:
         data = torch.load(path, weights_only=True, map_location="cpu")
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise r.error(f"cannot read {path!r}: {exc}", "path") from None
+    except OSError as exc:
+        raise r.error(
+            f"cannot read {path!r}: {(exc.strerror or str(exc)).lower()}", "path"
+        ) from None
+    except Exception:  # a damaged or foreign file fails anywhere in torch's reader
+        raise r.error(
+            f"cannot read {path!r}: it is not a file of tensors written by torch.save (damaged, "
+            "or holding objects other than tensors, lists, dicts and plain values)",
+            "path",
+        ) from None
     if not isinstance(data, Mapping):
         raise r.error(
             f"{path!r} holds a {type(data).__name__}; expected a mapping with tensors 'x' and 'y'",

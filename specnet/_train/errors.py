@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from specnet._front.errors import SpecnetError
 
-__all__ = ["CheckpointError", "NonFiniteLossError", "TrainingError"]
+__all__ = [
+    "CheckpointError",
+    "Interrupted",
+    "NonFiniteLossError",
+    "RunFolderError",
+    "TrainingError",
+]
 
 
 class CheckpointError(SpecnetError, ValueError):
@@ -17,3 +23,13 @@ class TrainingError(SpecnetError, ValueError):
 
 class NonFiniteLossError(SpecnetError, FloatingPointError):
     """The training loss is not finite: training stopped before any state was saved."""
+
+
+class RunFolderError(SpecnetError, OSError):
+    """The run folder cannot be written: not a folder, read-only, or no space left."""
+
+
+class Interrupted(SpecnetError):
+    """A run was stopped by a signal (SIGTERM); its last checkpoint resumes it."""
+
+    exit_code = 143

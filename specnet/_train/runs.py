@@ -9,6 +9,7 @@
         curves.png         loss and metric curves
         checkpoints/       see specnet._train.checkpoint
         model.safetensors  the final weights
+        model.json         their manifest (size and sha256), checked when they are loaded
 
 The CSV files are rewritten from the trainer's history when a run resumes, so a step is never
 counted twice. :func:`train_run` trains a spec into a run folder, in this process or in the
@@ -23,8 +24,11 @@ import datetime as _dt
 import io
 import math
 import os
+import shutil
+import signal
 import sys
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,11 +49,12 @@ from .checkpoint import (
     atomic_write,
     check_world_size,
     clear_checkpoints,
-    latest_checkpoint,
     load_options,
     load_state,
     model_hash,
     save_weights,
+    verified_checkpoint,
+    write_failure,
 )
 from .data import (
     check_fits,
@@ -61,13 +66,20 @@ from .data import (
     single_input,
 )
 from .distributed import Strategy, strategy_for
-from .errors import CheckpointError, NonFiniteLossError
+from .errors import (
+    CheckpointError,
+    Interrupted,
+    NonFiniteLossError,
+    RunFolderError,
+    TrainingError,
+)
 from .trainer import Callback, Trainer, resolve_device, seed_everything
 
 __all__ = [
     "Progress",
     "RunLog",
     "RunResult",
+    "check_folder",
     "check_resumable",
     "default_run_dir",
     "epoch_line",
@@ -304,7 +316,14 @@ def _data_for(spec: Spec, model: nn.Module) -> tuple[Dataset[Any], Dataset[Any] 
     return train, test
 
 
-RUN_FILES = ("spec.yaml", "metrics.csv", "steps.csv", "curves.png", "model.safetensors")
+RUN_FILES = (
+    "spec.yaml",
+    "metrics.csv",
+    "steps.csv",
+    "curves.png",
+    "model.safetensors",
+    "model.json",
+)
 
 
 def _clear(folder: Path) -> None:
@@ -318,12 +337,25 @@ RUN_DEFAULTS: dict[str, int] = {"checkpoint_every": 200, "keep": 2, "log_every":
 """Run settings when neither the command line nor a resumed run's checkpoint gives them."""
 
 
-def resume_point(folder: str | os.PathLike[str]) -> Checkpoint:
-    """The checkpoint a run in ``folder`` resumes from: its newest."""
+def resume_point(
+    folder: str | os.PathLike[str], on_skip: Callable[[str], object] | None = None
+) -> Checkpoint:
+    """The checkpoint a run in ``folder`` resumes from: its newest whole one (``on_skip`` is
+    told of each newer, damaged one skipped, naming the bad file)."""
     where = Path(folder) / "checkpoints"
-    found = latest_checkpoint(where)
+    skipped: list[str] = []
+
+    def skip(message: str) -> None:
+        skipped.append(message)
+        if on_skip is not None:
+            on_skip(message)
+
+    found = verified_checkpoint(where, skip)
     if found is None:
-        raise CheckpointError(f"nothing to resume: no checkpoint in {where}")
+        why = f" ({len(skipped)} damaged: see above)" if skipped and on_skip else ""
+        if skipped and not on_skip:
+            why = f" ({'; '.join(skipped)})"
+        raise CheckpointError(f"nothing to resume: no whole checkpoint in {where}{why}")
     return found
 
 
@@ -332,6 +364,81 @@ def check_resumable(folder: str | os.PathLike[str], world_size: int) -> None:
     of processes than trained it."""
     found = resume_point(folder)
     check_world_size(found.state, load_state(found.state), world_size)
+
+
+def _weights_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def check_folder(out: Path, *, need: int = 0) -> None:
+    """Refuse, before training, a run folder that cannot hold the run: a file, under a file,
+    not writable (a read-only file system), or with less than ``need`` bytes free.
+
+    Creates nothing that stays: a missing folder is tested through its nearest existing parent.
+    """
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"the run folder {out} is a file, not a folder")
+    existing = next(p for p in (out, *out.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise RunFolderError(f"cannot create the run folder {out}: {existing} is a file")
+    probe = existing / f".specnet-write-test-{os.getpid()}"
+    try:
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise RunFolderError(
+            f"cannot write the run folder {out}: {(exc.strerror or str(exc)).lower()} ({existing})"
+        ) from None
+    free = shutil.disk_usage(existing).free
+    if free < need:
+        raise RunFolderError(
+            f"no space left on device for the run folder {out}: {free / 2**20:.1f} MiB free, and "
+            f"its checkpoints and final weights need at least {need / 2**20:.1f} MiB"
+        )
+
+
+class _StopOnSignal(Callback):
+    """Ends a single-process run on SIGTERM: at the next optimizer step, with a checkpoint.
+
+    Before training starts (loading data, say) the signal stops the run at once.
+    """
+
+    def __init__(self, checkpointer: Checkpointer, folder: Path) -> None:
+        self.checkpointer = checkpointer
+        self.folder = folder
+        self.received: int | None = None
+        self.armed = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.received = signum
+        if not self.armed:
+            raise Interrupted(f"stopped by {signal.Signals(signum).name} before training started")
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+            self._previous = None
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.armed = True
+
+    def on_batch_end(self, trainer: Trainer, loss: torch.Tensor) -> None:
+        if self.received is None or not trainer.at_step_boundary:
+            return
+        last = self.checkpointer.last
+        if last is None or last.step != trainer.step:
+            last = self.checkpointer.save(trainer)
+        name = signal.Signals(self.received).name
+        saved = f"the checkpoint of step {last.step} is saved" if last else "no checkpoint is saved"
+        raise Interrupted(
+            f"stopped by {name} at optimizer step {trainer.step} (epoch {trainer.epoch + 1}); "
+            f"{saved}: continue with 'specnet train --resume {self.folder}'"
+        )
 
 
 @contextlib.contextmanager
@@ -344,10 +451,26 @@ def _joined(strategy: Strategy) -> Iterator[None]:
         yield
     except SpecnetError:
         raise
-    except BaseException:
+    except BaseException as exc:
         strategy.close(together=False)
+        if strategy.world_size > 1 and _peer_lost(exc):
+            raise TrainingError(
+                "lost the connection to another process of the run (it stopped, or its machine "
+                "did): this process stops too; once every machine is back, 'specnet train "
+                "--resume RUN_FOLDER' continues from the last checkpoint"
+            ) from None
         raise
     strategy.close(together=True)
+
+
+def _peer_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` is a collective call failing because another process went away."""
+    if isinstance(exc, torch.distributed.DistError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and (
+        "gloo" in text.lower() or "NCCL" in text or "by peer" in text
+    )
 
 
 def train_run(
@@ -386,6 +509,38 @@ def train_run(
         return _run(spec, Path(folder), strategy, resume, given, progress, command)
 
 
+def _reporter(strategy: Strategy) -> Callable[[str], None] | None:
+    """Prints a note to stderr in rank 0 alone."""
+    if not strategy.is_main:
+        return None
+    return lambda message: print(f"specnet train: {message}", file=sys.stderr, flush=True)
+
+
+def _under(filename: object, folder: Path) -> bool:
+    if not isinstance(filename, (str, os.PathLike)):
+        return False
+    try:
+        Path(filename).resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _writing(out: Path, write: Callable[[], object]) -> None:
+    """``write()``, with a failure to write the run folder (a full disk) as a plain message."""
+    try:
+        write()
+    except OSError as exc:
+        raise RunFolderError(write_failure(exc, f"the run folder {out}")) from None
+
+
+def _start_folder(out: Path, spec: Spec, command: str) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    write_spec(
+        out / "spec.yaml", spec.data, header=f"Resolved spec of this run.\n{command}".strip()
+    )
+
+
 def _run(
     spec: Spec,
     out: Path,
@@ -395,14 +550,20 @@ def _run(
     progress: bool,
     command: str,
 ) -> RunResult:
+    main = strategy.is_main
+    report = _reporter(strategy)
+    point = strategy.agree(lambda: resume_point(out, report) if resume else None)
     options = dict(RUN_DEFAULTS)
-    if resume:
-        options.update(load_options(resume_point(out).state))
+    if point is not None:
+        options.update(load_options(point.state))
     options.update({k: v for k, v in given.items() if v is not None})
 
-    main = strategy.is_main
     seed_everything(spec.train.seed if spec.train is not None else 0)
     model = build_module(spec, strategy.device)
+    # Rank 0 writes the folder: its verdict, before any data is read.
+    # While a checkpoint is written the kept ones stay; then the final weights.
+    need = _weights_bytes(model) * ((options["keep"] or 2) + 2)
+    strategy.agree(lambda: check_folder(out, need=need) if main else None)
     train, test = strategy.in_turn(lambda: _data_for(spec, model))
     digest = model_hash(spec.data)
     checkpointer = Checkpointer(
@@ -415,23 +576,26 @@ def _run(
     # In several processes, rank 0 alone shows progress and writes the run folder.
     bar = Progress(enabled=progress and main)
     run_log = RunLog(out)
+    # SIGTERM in one process: a checkpoint and a message. Under torchrun the launcher stops
+    # the processes itself (and says so).
+    stop = _StopOnSignal(checkpointer, out) if strategy.world_size == 1 else None
+    callbacks: list[object] = [bar, run_log, checkpointer] if main else [checkpointer]
     trainer = Trainer.from_spec(
         spec,
         model=model,
         strategy=strategy,
-        callbacks=[bar, run_log, checkpointer] if main else [checkpointer],
+        callbacks=[*callbacks, stop] if stop is not None else callbacks,
         log_every=options["log_every"],
     )
-    if resume:
-        checkpointer.resume(trainer)
-    elif main:
-        _clear(out)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        write_spec(
-            out / "spec.yaml", spec.data, header=f"Resolved spec of this run.\n{command}".strip()
-        )
+    if stop is not None:
+        stop.install()
     try:
+        if point is not None:
+            checkpointer.resume(trainer, point)
+        elif main:
+            _writing(out, lambda: _clear(out))
+        if main:
+            _writing(out, lambda: _start_folder(out, spec, command))
         trainer.fit(train, test)
     except NonFiniteLossError as exc:
         bar.close()
@@ -442,11 +606,17 @@ def _run(
             f"the last good checkpoint is {last.weights}" if last else "no checkpoint was written"
         )
         raise NonFiniteLossError(f"{exc}; {kept}") from None
+    except OSError as exc:
+        if not _under(exc.filename, out):
+            raise
+        raise RunFolderError(write_failure(exc, f"the run folder {out}")) from None
     finally:
+        if stop is not None:
+            stop.uninstall()
         bar.close()
         run_log.close()
     if main:
-        save_weights(out / "model.safetensors", model, digest)
+        _writing(out, lambda: save_weights(out / "model.safetensors", model, digest))
     final = trainer.history[-1] if trainer.history else {}
     results = {k.removeprefix("val_"): v for k, v in final.items() if k.startswith("val_")}
     if test is not None and not results:

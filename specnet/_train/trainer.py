@@ -37,6 +37,7 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -289,6 +290,29 @@ def _move(value: Any, device: torch.device) -> Any:
     return _map_tensors(value, lambda t: t.to(device, non_blocking=True))
 
 
+_REHEARSED_STEPS = 20_000
+"""At most this many schedule steps are rehearsed before training."""
+
+
+def _failure(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _all_targets(data: Dataset[Any]) -> torch.Tensor | None:
+    """Every target of ``data``, when it keeps them apart (a TensorDataset, torchvision's
+    ``targets``/``labels``), without reading the samples."""
+    if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+        return data.tensors[1]
+    for name in ("targets", "labels"):
+        found = getattr(data, name, None)
+        if isinstance(found, torch.Tensor):
+            return found
+        if isinstance(found, list) and found and all(isinstance(v, int) for v in found):
+            return torch.tensor(found)
+    return None
+
+
 def _stepping_of(scheduler: object) -> str:
     """When ``scheduler`` steps: its registry entry's ``stepping`` (that of the torch class it
     derives from); once an epoch for others."""
@@ -311,7 +335,8 @@ class Trainer:
     function of the optimizer returning one (these replace the ones :attr:`settings` names).
     ``device`` may be a ``torch.device``; ``seed=None`` leaves the random state to the caller.
     ``inputs`` (a spec's input shapes) lets :meth:`fit` check that the data fits the model
-    before the first step; ``source`` (the spec's positions) locates errors about settings.
+    before the first step; ``source`` (the spec's positions) locates errors about settings;
+    ``data_name`` names the data in messages (``"TensorFile"``: "TensorFile (train split)").
 
     Batches are ``(input, target)`` pairs; an input that is a tuple or a mapping is passed as
     positional or keyword arguments. ``fit`` and ``evaluate`` take a ``Dataset`` (batched by
@@ -343,6 +368,7 @@ class Trainer:
         inputs: Mapping[str, TensorSpec] | None = None,
         source: SourceMap | None = None,
         strategy: Strategy | None = None,
+        data_name: str | None = None,
         **settings: Any,
     ) -> None:
         objects: dict[str, Any] = {}  # the loss, optimizer and schedule given as torch objects
@@ -372,11 +398,15 @@ class Trainer:
         self.num_workers = num_workers
         self.deterministic = deterministic
         self.inputs = dict(inputs) if inputs is not None else None
+        self.data_name = data_name
+        """What the data is called in messages (a spec's ``train.data`` type)."""
         self.callbacks: list[object] = list(callbacks)
         self._functions: dict[str, list[_Hook]] = {name: [] for name in HOOKS}
 
+        self._loss_named = "loss" not in objects
         self.loss_fn = self._build_loss(objects.get("loss", s.loss))
-        self.optimizer = self._build_optimizer(objects.get("optimizer", s.optimizer))
+        self._optimizer_given = objects.get("optimizer", s.optimizer)
+        self.optimizer = self._build_optimizer(self._optimizer_given)
         self._schedule_given: Component | ScheduleObject | None = objects.get(
             "schedule", s.schedule
         )
@@ -423,7 +453,10 @@ class Trainer:
             seed_everything(t.seed)
             model = build_module(spec)
         settings = {k: v for k, v in t if k != "data"}  # the data is fit()'s
-        return cls(model, **{**settings, "inputs": spec.inputs, "source": spec.source, **overrides})
+        given = {"inputs": spec.inputs, "source": spec.source}
+        if t.data is not None:
+            given["data_name"] = t.data.type
+        return cls(model, **{**settings, **given, **overrides})
 
     def _error(self, key: str, msg: str) -> TrainingError | SpecValidationError:
         """An error about the setting ``key``: located in the spec when the trainer has one."""
@@ -586,6 +619,124 @@ class Trainer:
 
         check_fits(data, what, self.inputs, self.source)
 
+    def _named_data(self, split: str) -> str:
+        return f"{self.data_name} ({split} split)" if self.data_name else f"the {split} data"
+
+    def _check_before_training(
+        self, train_data: DataLike, val_data: DataLike | None, steps: int | None
+    ) -> None:
+        """Refuse, before the first step, what torch would only reject (or silently accept) at
+        the first step: a batch larger than the data set, targets the loss cannot take, and
+        optimizer or schedule arguments that fail at their first step."""
+        if isinstance(train_data, Dataset) and hasattr(train_data, "__len__"):
+            n = len(train_data)
+            if n and self.settings.batch_size > n:
+                raise self._error(
+                    "batch_size",
+                    f"batch_size {self.settings.batch_size} is larger than "
+                    f"{self._named_data('train')}, which has {n} samples: every epoch would be "
+                    f"one batch of {n}; set batch_size to at most {n}",
+                )
+        self._check_targets(train_data, "train")
+        if val_data is not None:
+            self._check_targets(val_data, "test")
+        self._rehearse(steps)
+
+    def _check_targets(self, data: DataLike, split: str) -> None:
+        """The model's output on a sample batch (the data's first samples, in eval mode, no
+        random state drawn) against the targets and the loss (:func:`target_problem`)."""
+        if not isinstance(data, Dataset) or not hasattr(data, "__len__") or len(data) == 0:
+            return
+        from .targets import target_problem
+
+        k = min(len(data), self.settings.batch_size)
+        with contextlib.ExitStack() as stack:
+            devices = [self.device] if self.device.type == "cuda" else []
+            stack.enter_context(torch.random.fork_rng(devices=devices))
+            python_state = random.getstate()
+            stack.callback(random.setstate, python_state)
+            batch: Any
+            if isinstance(data, TensorDataset) and len(data.tensors) == 2:
+                batch = (data.tensors[0][:k], data.tensors[1][:k])
+            else:
+                batch = default_collate([data[i] for i in range(k)])
+            if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+                return
+            x, y = batch
+            if not isinstance(y, torch.Tensor):
+                return
+            was_training = self.model.training
+            self.model.eval()
+            try:
+                with torch.no_grad(), self._autocast():
+                    out = self._call(_move(x, self.device), self.model)
+                    if not isinstance(out, torch.Tensor):
+                        return
+                    y = y.to(self.device)
+                    problem = target_problem(self.loss_fn, out, y, _all_targets(data))
+                    if problem is None and self._loss_named:  # not a caller's function
+                        try:
+                            self.loss_fn(out, y)
+                        except (RuntimeError, ValueError, IndexError, TypeError) as exc:
+                            problem = (
+                                f"{type(self.loss_fn).__name__} cannot take the model's output "
+                                f"{list(out.shape)} and targets {list(y.shape)} "
+                                f"({str(y.dtype).removeprefix('torch.')}): "
+                                f"{str(exc).strip().splitlines()[0]}"
+                            )
+            finally:
+                self.model.train(was_training)
+        if problem is not None:
+            raise self._error("loss", f"{self._named_data(split)}: {problem}")
+
+    def _rehearse(self, steps: int | None) -> None:
+        """One optimizer step and one schedule step, each on a stand-in parameter, for
+        arguments torch accepts when building but refuses at the first step (``StepLR
+        step_size: 0``)."""
+        opt_given, sched_given = self._optimizer_given, self._schedule_given
+        if not isinstance(opt_given, Component) and not isinstance(sched_given, Component):
+            return
+        p = nn.Parameter(torch.zeros(2))
+        if isinstance(opt_given, Component):
+            stand_in = self._construct("optimizer", optimizers(), opt_given, [p])
+        else:
+            stand_in = torch.optim.SGD([p], lr=self.lr, momentum=0.9)
+        p.grad = torch.ones_like(p)
+        try:
+            stand_in.step()
+        except Exception as exc:  # whatever the optimizer's step raises
+            raise self._error(
+                "optimizer", f"{type(stand_in).__name__} fails at its first step: {_failure(exc)}"
+            ) from None
+        if not isinstance(sched_given, Component):
+            return
+        saved, self._schedule_given = self._schedule_given, sched_given
+        optimizer, self.optimizer = self.optimizer, stand_in
+        try:
+            schedule = self._build_scheduler(steps)
+        finally:
+            self._schedule_given, self.optimizer = saved, optimizer
+        # The run's schedule steps (a OneCycleLR's total_steps may be too few), bounded.
+        stepping = _stepping_of(schedule)
+        epochs = self.settings.epochs
+        total = epochs * (steps or 1) if stepping == "batch" else epochs
+        done = 0
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                while done < min(total, _REHEARSED_STEPS):
+                    done += 1
+                    if stepping == "metric":
+                        schedule.step(1.0)
+                    else:
+                        schedule.step()
+        except Exception as exc:  # whatever the schedule's step raises
+            unit = "optimizer step" if stepping == "batch" else "epoch"
+            raise self._error(
+                "schedule",
+                f"{sched_given.type} fails at {unit} {done} of the run's {total}: {_failure(exc)}",
+            ) from None
+
     # -- the loop -----------------------------------------------------------------------
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
@@ -664,7 +815,16 @@ class Trainer:
         return row
 
     def fit(self, train_data: DataLike, val_data: DataLike | None = None) -> list[dict[str, Any]]:
-        """Train for the remaining epochs (all, unless resumed); returns :attr:`history`."""
+        """Train for the remaining epochs (all, unless resumed); returns :attr:`history`.
+
+        Before the first step, in every process alike: a ``batch_size`` larger than a training
+        ``Dataset`` is refused; the model's output on the data's first samples is checked
+        against the targets and the loss (:mod:`~specnet._train.targets`: label dtype, shape
+        and range, class weights, elementwise shapes); and the optimizer and the schedule
+        given by name take a rehearsal step on a stand-in parameter (the schedule: the run's
+        steps, at most 20,000), so arguments torch only rejects at a step are errors about
+        the setting (located in the spec when the trainer has one).
+        """
         self._check_data(train_data, "the training data")
         if val_data is not None:
             self._check_data(val_data, "the validation data")
@@ -693,6 +853,9 @@ class Trainer:
         if self.scheduler is None:
             self.scheduler = self._build_scheduler(steps)
         self._schedule_steps_on = _stepping_of(self.scheduler)
+        # Every process reaches the same verdict on the data and the settings (each checks
+        # the same samples), before the first step.
+        self.strategy.agree(lambda: self._check_before_training(train_data, val_data, steps))
         if self._saved_schedule is not None:
             if self.scheduler is None:
                 raise self._error(
