@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import functools
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +18,9 @@ from torch import nn
 
 import specnet
 from specnet import SpecShapeError
+from specnet._build.export import python_source
+from specnet._build.ops import INLINE
+from specnet._front.registry import layers
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "examples").rglob("*.yaml"))
@@ -236,14 +245,32 @@ model:
 """
     model = specnet.build(model_spec)
     assert set(model.state_dict()) == {"fc1.weight", "fc1.bias"}
-    assert model.code.count("\n") == 6  # def, four statements, return: no interpreter loop
-    assert "torch.cat([v2, v0], 1)" in model.code
+    assert model.code == (  # no interpreter loop; values used later keep their node's name
+        "    def forward(self, input: Tensor) -> tuple[Tensor, Tensor]:\n"
+        "        fc1 = self.fc1(input)\n"
+        "        x = self.act(fc1)\n"
+        "        res = input + x\n"
+        "        cat = torch.cat([res, fc1], dim=1)\n"
+        "        return cat, res\n"
+    )
     assert type(model) is type(specnet.build(model_spec))  # one class per structure
     x = torch.randn(2, 8)
     cat, res = model(x)
     h = torch.relu(model.fc1(x))
     torch.testing.assert_close(res, x + h)
     torch.testing.assert_close(cat, torch.cat([x + h, model.fc1(x)], 1))
+
+
+@pytest.mark.parametrize("op", sorted(INLINE))
+def test_inlined_ops_compute_what_their_modules_do(op: str) -> None:
+    model = specnet.build(
+        "input: [3]\nmodel:\n  type: Graph\n  nodes:\n    a: Tanh\n"
+        f"    b: {{type: {op}, input: [input, a, a]}}\n"
+    )
+    assert "b" not in dict(model.named_children())  # an expression, not a module
+    x = torch.randn(2, 3)
+    module = layers()[op].build_target()()
+    torch.testing.assert_close(model(x), module(x, torch.tanh(x), torch.tanh(x)))
 
 
 def test_several_inputs() -> None:
@@ -293,22 +320,219 @@ def test_summary_counts_params_and_macs() -> None:
     assert "conv1" in text and f"{s.total_params:,}" in text
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_python_export_is_equivalent(path: Path) -> None:
-    from specnet._build.export import python_source
+def test_summary_rows_are_named_as_in_the_state_dict() -> None:
+    rows = specnet.summary(ROOT / "examples" / "modulelist_convs.yaml").rows
+    assert [(r.name, r.params) for r in rows] == [
+        ("", 20 * 25 + 20 + 64 * 20 * 25 + 64),
+        ("layers.0", 20 * 25 + 20),
+        ("layers.1", 64 * 20 * 25 + 64),
+        ("between", 0),
+    ]
+    rows = specnet.summary(ROOT / "examples" / "moduledict_convs.yaml").rows
+    assert [r.name for r in rows] == ["", "layers.conv1", "layers.conv2", "layers.relu"]
 
-    spec = specnet.load(path)
+
+def run_export(spec: specnet.Spec) -> tuple[str, dict[str, Any]]:
+    """The exported source of ``spec``, and the namespace it leaves when it runs."""
     source = python_source(spec)
     namespace: dict[str, Any] = {}
-    exec(compile(source, f"<export of {path.name}>", "exec"), namespace)
+    exec(compile(source, "<exported>", "exec"), namespace)
+    return source, namespace
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_python_export_is_equivalent(path: Path) -> None:
+    spec = specnet.load(path)
+    source, namespace = run_export(spec)
     exported = namespace["Model"]().eval()
     built = specnet.build(spec).eval()
-    exported.load_state_dict(built.state_dict())
-    inputs = example_input(spec)
-    inputs = [x.detach() for x in inputs]
+    exported.load_state_dict(built.state_dict(), strict=True)
+    inputs = [x.detach() for x in example_input(spec)]
     with torch.no_grad():
         a, b = built(*inputs), exported(*inputs)
     torch.testing.assert_close(first_tensor(a), first_tensor(b))
+    tree = ast.parse(source)
+    imported = {
+        (alias.asname or alias.name).split(".")[0]
+        for node in tree.body
+        if isinstance(node, (ast.Import, ast.ImportFrom))
+        for alias in node.names
+    }
+    read = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    assert imported <= read, f"unused imports: {imported - read}"
+    assert max(len(line) for line in source.splitlines()) <= 100
+
+
+def test_python_export_reads_as_hand_written() -> None:
+    source, _ = run_export(specnet.load(ROOT / "examples" / "lenet.yaml"))
+    assert "\nfrom torch import Tensor, nn\n\n\nclass Reshape(nn.Module):" in source
+    init = source[source.index("class Model(nn.Sequential):") :]
+    assert init.splitlines()[3:7] == [  # torch's argument order; defaults left out
+        "        self.conv1 = nn.Conv2d(1, 6, 3)",
+        "        self.relu1 = nn.ReLU()",
+        "        self.pool1 = nn.MaxPool2d((2, 2))",
+        "        self.conv2 = nn.Conv2d(6, 16, 3)",
+    ]
+
+
+def test_python_export_runs_the_built_forward() -> None:
+    """One generator of ``forward``: the exported class runs the built module's code."""
+    spec = specnet.load(ROOT / "examples" / "resnet18.yaml")
+    source, _ = run_export(spec)
+    built = specnet.build(spec, device="meta")
+    for block in (built.layer1[0], built.layer2[0]):
+        assert block.code in source
+    assert "        self.conv1 = nn.Conv2d(64, 128, 3, stride=2, padding=1, bias=False)" in source
+
+
+def test_python_export_writes_every_number_as_python() -> None:
+    spec = specnet.load(
+        "input: [4]\nmodel:\n  type: Sequential\n  layers:\n"
+        "    - {type: Threshold, threshold: .inf, value: .nan}\n"
+        "    - {type: Hardtanh, min_val: -.inf, max_val: 1.0e+300}\n"
+    )
+    _, namespace = run_export(spec)
+    threshold, hardtanh = namespace["Model"]()
+    assert threshold.threshold == math.inf and math.isnan(threshold.value)
+    assert (hardtanh.min_val, hardtanh.max_val) == (-math.inf, 1.0e300)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ['end"""\nimport os\nos.exit(3)\n"""', "back\\", 'quote"', "\u2028line\x00", "넷 'a' # b"],
+)
+def test_python_export_keeps_the_name_inside_the_docstring(name: str) -> None:
+    # Validation allows only letters, digits, '_', '-' and '.'; the export does not rely on it.
+    spec = specnet.load({"input": [4], "model": "ReLU"}).model_copy(update={"name": name})
+    source, namespace = run_export(spec)
+    assert namespace["__doc__"].startswith(f"{name}: exported from a specnet spec.\n\nGenerated")
+    assert [type(node) for node in ast.parse(source).body][:2] == [ast.Expr, ast.ImportFrom]
+
+
+def test_python_export_of_a_registered_layer_is_a_located_error(gated: type[nn.Module]) -> None:
+    spec = specnet.load(
+        "input: [4]\nmodel:\n  type: Sequential\n  layers:\n    - {type: Gated, features: 4}\n"
+    )
+    with pytest.raises(specnet.SpecValidationError) as info:
+        python_source(spec)
+    (error,) = info.value.errors
+    assert error.line == 5
+    assert f"({gated.__module__}.Gated); its source cannot be exported" in error.msg
+
+
+# -- the installed torch against specnet's description of it ------------------------
+
+
+class Gated(nn.Module):
+    """A user's layer."""
+
+    def __init__(self, features: int, scale: float = 1.0) -> None:
+        super().__init__()
+        if scale <= 0:
+            raise ValueError(f"scale must be positive, got {scale}")
+        self.fc = nn.Linear(features, features)
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.fc(x)) * x * self.scale
+
+
+@pytest.fixture
+def gated() -> Iterator[type[nn.Module]]:
+    specnet.register(Gated, shape=lambda args, shape: shape)
+    try:
+        yield Gated
+    finally:
+        layers().remove("Gated")
+
+
+@contextmanager
+def installed(name: str, cls: type[nn.Module]) -> Iterator[None]:
+    """The layer type ``name`` built by ``cls``, as if the installed library had that class."""
+    registry = layers()
+    original = registry[name]
+    registry.add(dataclasses.replace(original, factory=lambda: cls), replace=True)
+    try:
+        yield
+    finally:
+        registry.add(original, replace=True)
+
+
+class OldConv2d(nn.Conv2d):
+    """Conv2d as a torch without ``dilation`` would have it."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int) -> None:
+        super().__init__(in_channels, out_channels, kernel_size)
+
+
+class RenamedConv2d(nn.Conv2d):
+    """Conv2d as a torch that renamed ``in_channels`` and added an argument would have it."""
+
+    def __init__(self, channels: int, out_channels: int, kernel_size: int, layout: str) -> None:
+        super().__init__(channels, out_channels, kernel_size)
+
+
+CONV = "{type: Conv2d, out_channels: 2, kernel_size: 3, dilation: 2}"
+
+
+def build_conv(layer: str) -> nn.Module:
+    return specnet.build(
+        f"input: [1, 8, 8]\nmodel:\n  type: Sequential\n  layers:\n    - {layer}\n"
+    )
+
+
+def test_an_argument_the_installed_torch_lacks_is_a_located_error() -> None:
+    with installed("Conv2d", OldConv2d), pytest.raises(specnet.SpecValidationError) as info:
+        build_conv(CONV)
+    (error,) = info.value.errors
+    assert error.path == ("model", "layers", 0, "dilation")
+    assert (error.line, error.col) == (5, 7 + CONV.index("dilation: 2") + len("dilation: "))
+    assert error.msg == f"the installed torch {torch.__version__}'s Conv2d does not take 'dilation'"
+    assert any("catalog describes torch" in note for note in error.notes)
+
+
+def test_inferred_and_missing_arguments_point_at_the_layer() -> None:
+    with installed("Conv2d", RenamedConv2d), pytest.raises(specnet.SpecValidationError) as info:
+        build_conv(CONV.replace(", dilation: 2", ""))
+    assert {e.path for e in info.value.errors} == {("model", "layers", 0)}
+    assert [e.msg.split("'s Conv2d ")[1] for e in info.value.errors] == [
+        "does not take 'in_channels'",  # inferred: the spec does not write it
+        "requires 'channels', which specnet does not give",
+        "requires 'layout', which specnet does not give",
+    ]
+
+
+def test_a_registered_class_that_changed_is_named(gated: type[nn.Module]) -> None:
+    class Renamed(nn.Module):
+        def __init__(self, features: int) -> None:
+            super().__init__()
+
+    spec = "input: [4]\nmodel: {type: Gated, features: 4, scale: 2.0}\n"
+    with installed("Gated", Renamed), pytest.raises(specnet.SpecValidationError) as info:
+        specnet.build(spec)
+    (error,) = info.value.errors
+    assert error.path == ("model", "scale")
+    assert error.msg == f"{Renamed.__module__}.{Renamed.__qualname__} does not take 'scale'"
+
+
+def test_a_refused_call_names_the_real_class(
+    gated: type[nn.Module], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(specnet.SpecValidationError) as info:
+        specnet.build("input: [4]\nmodel: {type: Gated, features: 4, scale: -1.0}\n")
+    assert info.value.errors[0].msg == (
+        f"{gated.__module__}.Gated refused these arguments: scale must be positive, got -1.0"
+    )
+    init = nn.Hardtanh.__init__
+
+    @functools.wraps(init)
+    def refusing(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        raise ValueError("not today")
+
+    monkeypatch.setattr(nn.Hardtanh, "__init__", refusing)  # a check specnet does not know
+    with pytest.raises(specnet.SpecValidationError) as info:
+        specnet.build("input: [4]\nmodel: Hardtanh\n")
+    assert info.value.errors[0].msg == "torch.nn.Hardtanh refused these arguments: not today"
 
 
 def test_self_attention_in_a_sequential_and_a_graph() -> None:

@@ -1,8 +1,8 @@
-"""Built Sequentials and ModuleLists: nn.Sequential's behaviour, with children called directly.
+"""Built containers: torch's classes and spec names, every child called as torch calls it.
 
-Their ``forward`` skips ``Module.__call__`` for a child only when nothing could
-tell: every hook, ``Module.compile()``, tracer and scripting must still see each
-call, and mutating the container must change what runs.
+Each container kind is built from the same chain of layers and checked against
+those modules run by a plain ``nn.Sequential``: same results, and every hook,
+tracer, compiler and copy sees each child call.
 """
 
 from __future__ import annotations
@@ -10,9 +10,8 @@ from __future__ import annotations
 import copy
 import pickle
 import sys
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -22,6 +21,7 @@ from torch import nn
 
 import specnet
 
+ROOT = Path(__file__).resolve().parent.parent
 SEQUENTIAL = """\
 input: [6]
 model:
@@ -39,32 +39,94 @@ model:
     - {type: Linear, out_features: 8}
     - {type: Linear, out_features: 3}
 """
-MODULE_LIST_BETWEEN = MODULE_LIST + "  between: Tanh\n"
-SPECS = {"Sequential": SEQUENTIAL, "ModuleList": MODULE_LIST, "between": MODULE_LIST_BETWEEN}
+MODULE_DICT = SEQUENTIAL.replace("Sequential", "ModuleDict")
+GRAPH = SEQUENTIAL.replace("Sequential", "Graph").replace("layers:", "nodes:")
+SPECS = {
+    "Sequential": SEQUENTIAL,
+    "ModuleList": MODULE_LIST,
+    "between": MODULE_LIST + "  between: Tanh\n",
+    "ModuleDict": MODULE_DICT,
+    "Graph": GRAPH,
+}
+CALLS = {
+    "Sequential": ["fc1", "act", "fc2"],
+    "ModuleList": ["layers.0", "layers.1"],
+    "between": ["layers.0", "between", "layers.1", "between"],
+    "ModuleDict": ["layers.fc1", "layers.act", "layers.fc2"],
+    "Graph": ["fc1", "act", "fc2"],
+}
+"""The submodules each model calls, in order."""
 
 
-def reference(model: nn.Module) -> nn.Module:
-    """The same modules in torch's own containers, called the usual way."""
-    if isinstance(model, nn.Sequential):
-        return nn.Sequential(OrderedDict(model.named_children()))
-    layers = list(model.layers)
-    if hasattr(model, "between"):
-        mixed: list[nn.Module] = []
-        for layer in layers:
-            mixed += [layer, model.between]
-        return nn.Sequential(*mixed)
-    return nn.Sequential(*layers)
+def reference(model: nn.Module, name: str) -> nn.Module:
+    """The same modules (hooks included) run by torch's own nn.Sequential."""
+    return nn.Sequential(*(model.get_submodule(path) for path in CALLS[name]))
 
 
-def children(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if not list(m.children())]
+@pytest.fixture(params=sorted(SPECS))
+def name(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
 
 
-@contextmanager
-def counting_calls() -> Iterator[list[nn.Module]]:
-    """Every module that goes through ``Module._call_impl``, as a profiler sees it."""
+@pytest.fixture
+def model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return specnet.build(SPECS[name])
+
+
+def test_same_results_as_torch_containers(model: nn.Module, name: str) -> None:
+    x = torch.randn(4, 6, requires_grad=True)
+    ref = reference(model, name)
+    out = model(x)
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(out, ref(x), rtol=0, atol=0)
+    torch.testing.assert_close(grad, torch.autograd.grad(ref(x).sum(), x)[0], rtol=0, atol=0)
+
+
+HOLDERS: dict[str, tuple[str, type[nn.Module]]] = {
+    "Sequential": ("", nn.Sequential),
+    "ModuleList": ("layers", nn.ModuleList),
+    "between": ("layers", nn.ModuleList),
+    "ModuleDict": ("layers", nn.ModuleDict),
+}
+"""Where the children sit, and torch's class holding them (a Graph holds them itself)."""
+
+
+def test_torch_classes_and_the_spec_names(model: nn.Module, name: str) -> None:
+    path, cls = HOLDERS.get(name, ("", type(model)))
+    assert type(model.get_submodule(path)) is cls  # not a subclass
+    linear = [p for p in CALLS[name] if isinstance(model.get_submodule(p), nn.Linear)]
+    assert list(model.state_dict()) == [f"{p}.{k}" for p in linear for k in ("weight", "bias")]
+
+
+def test_nested_sequentials_are_nn_sequential() -> None:
+    model = specnet.build(ROOT / "examples" / "resnet18.yaml", device="meta")
+    sequentials = [m for m in model.modules() if isinstance(m, nn.Sequential)]
+    assert len(sequentials) == 1 + 4 + 3  # the model, layer1..4, three downsamples
+    assert all(type(m) is nn.Sequential for m in sequentials)
+
+
+def test_every_child_is_called_through_module_call(model: nn.Module, name: str) -> None:
+    """What fx, profilers and other tools that wrap ``Module.__call__`` rely on."""
+    paths = {module: path for path, module in model.named_modules()}
+    called: list[str] = []
+    handle = nn.modules.module.register_module_forward_pre_hook(
+        lambda module, _args: called.append(paths[module])
+    )
+    try:
+        model(torch.randn(2, 6))
+    finally:
+        handle.remove()
+    assert called == ["", *CALLS[name]]
+
+
+def test_children_are_called_through_module_call_with_nothing_observing(
+    model: nn.Module, name: str
+) -> None:
+    """No shortcut to ``forward`` when no hook or tracer is there to notice."""
     seen: list[nn.Module] = []
-    code = nn.Module._call_impl.__code__
+    code = nn.Module._call_impl.__code__  # what every Module.__call__ runs
 
     def profile(frame: FrameType, event: str, _arg: Any) -> None:
         if event == "call" and frame.f_code is code:
@@ -72,34 +134,10 @@ def counting_calls() -> Iterator[list[nn.Module]]:
 
     sys.setprofile(profile)
     try:
-        yield seen
+        model(torch.randn(2, 6))
     finally:
         sys.setprofile(None)
-
-
-@pytest.fixture(params=sorted(SPECS))
-def model(request: pytest.FixtureRequest) -> nn.Module:
-    torch.manual_seed(0)
-    return specnet.build(SPECS[request.param])
-
-
-def test_same_results_as_torch_containers(model: nn.Module) -> None:
-    x = torch.randn(4, 6, requires_grad=True)
-    ref = reference(model)
-    out = model(x)
-    (grad,) = torch.autograd.grad(out.sum(), x)
-    torch.testing.assert_close(out, ref(x), rtol=0, atol=0)
-    torch.testing.assert_close(grad, torch.autograd.grad(ref(x).sum(), x)[0], rtol=0, atol=0)
-
-
-def test_children_skip_module_call_when_nothing_observes_it(model: nn.Module) -> None:
-    x = torch.randn(2, 6)
-    with counting_calls() as seen:
-        model(x)
-    assert seen == [model]  # the container itself; its children went straight to forward
-    with counting_calls() as seen:
-        reference(model)(x)
-    assert len(seen) > 1  # what a plain nn.Sequential does
+    assert seen == [model, *(model.get_submodule(p) for p in CALLS[name])]
 
 
 HookSetup = Callable[[nn.Module, list[str]], Any]
@@ -136,11 +174,13 @@ GLOBAL_HOOKS: dict[str, HookSetup] = {
 
 
 @pytest.mark.parametrize("kind", sorted(LOCAL_HOOKS) + sorted(GLOBAL_HOOKS))
-def test_every_kind_of_hook_runs_as_in_torch_containers(model: nn.Module, kind: str) -> None:
+def test_every_kind_of_hook_runs_as_in_torch_containers(
+    model: nn.Module, name: str, kind: str
+) -> None:
     """A hook on a child (or a global one) runs as it does under nn.Sequential."""
     log: list[str] = []
     if kind in LOCAL_HOOKS:
-        handle = LOCAL_HOOKS[kind](children(model)[-1], log)
+        handle = LOCAL_HOOKS[kind](model.get_submodule(CALLS[name][-1]), log)
     else:
         handle = GLOBAL_HOOKS[kind](model, log)
     x = torch.randn(2, 6, requires_grad=True)
@@ -148,7 +188,7 @@ def test_every_kind_of_hook_runs_as_in_torch_containers(model: nn.Module, kind: 
         model(x).sum().backward()
         ours = list(log)
         log.clear()
-        reference(model)(x).sum().backward()  # the same child modules, hooks included
+        reference(model, name)(x).sum().backward()
     finally:
         handle.remove()
     assert ours, f"the {kind} hook never ran"
@@ -164,136 +204,69 @@ def test_a_hook_that_changes_the_output_is_applied() -> None:
         torch.testing.assert_close(model(x), model.fc2.bias.expand(2, 3))
     finally:
         handle.remove()
-    torch.testing.assert_close(model(x), plain)  # removed: direct calls again
+    torch.testing.assert_close(model(x), plain)
 
 
-def test_a_child_compiled_with_module_compile_runs_compiled() -> None:
-    model = specnet.build(SEQUENTIAL)
+def test_a_child_compiled_with_module_compile_runs_compiled(model: nn.Module, name: str) -> None:
     graphs: list[torch.fx.GraphModule] = []
 
     def backend(gm: torch.fx.GraphModule, _inputs: Any) -> Callable[..., Any]:
         graphs.append(gm)
         return gm.forward
 
-    model.fc2.compile(backend=backend)
+    model.get_submodule(CALLS[name][-1]).compile(backend=backend)
     x = torch.randn(2, 6)
-    torch.testing.assert_close(model(x), reference(model)(x))
-    assert graphs, "fc2's compiled call was bypassed"
-
-
-def test_a_child_with_its_own_call_is_called() -> None:
-    class Doubling(nn.Identity):
-        def __call__(self, x: torch.Tensor) -> torch.Tensor:
-            return 2 * x
-
-    model = specnet.build(SEQUENTIAL)
-    model.act = Doubling()
-    x = torch.randn(2, 6)
-    torch.testing.assert_close(model(x), model.fc2(2 * model.fc1(x)))
-
-
-class Doubled(nn.Tanh):
-    """A layer that changes its own call, not its forward."""
-
-    def _call_impl(self, *args: Any, **kwargs: Any) -> Any:
-        return 2 * super()._call_impl(*args, **kwargs)
-
-
-def test_a_child_that_changes_its_call_impl_is_called_through_it() -> None:
-    model = specnet.build(SEQUENTIAL)
-    x = torch.randn(2, 6)
-    model.act = Doubled()
-    torch.testing.assert_close(model(x), model.fc2(2 * torch.tanh(model.fc1(x))))
-    model.act = nn.Tanh()
-    model.act._call_impl = lambda x: -x  # on the instance
-    torch.testing.assert_close(model(x), model.fc2(-model.fc1(x)))
-
-
-@pytest.mark.parametrize("method", ["__call__", "_call_impl"])
-def test_a_patched_module_call_is_honoured(monkeypatch: pytest.MonkeyPatch, method: str) -> None:
-    """Tools that wrap every module call (as torch.fx does while tracing) see the children."""
-    model = specnet.build(SEQUENTIAL)
-    original = getattr(nn.Module, method)
-    called: list[str] = []
-
-    def wrapped(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
-        called.append(type(self).__name__)
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(nn.Module, method, wrapped)
-    model(torch.randn(2, 6))
-    assert called == ["Sequential", "Linear", "Tanh", "Linear"]
-
-
-def test_the_input_keyword_of_nn_sequential() -> None:
-    model = specnet.build(SEQUENTIAL)
-    x = torch.randn(2, 6)
-    torch.testing.assert_close(model(input=x), reference(model)(input=x))
-
-
-def test_mutating_the_sequential_changes_what_runs() -> None:
-    model = specnet.build(SEQUENTIAL)
-    x = torch.randn(2, 6)
-    model.append(nn.Softmax(dim=1))
-    torch.testing.assert_close(model(x).sum(1), torch.ones(2))
-    model.act = nn.Identity()  # replacing a child by name
-    torch.testing.assert_close(model(x), torch.softmax(model.fc2(model.fc1(x)), 1))
-    del model[-1]  # torch renumbers the children: 0, 1, 2
-    torch.testing.assert_close(model(x), model[2](model[0](x)))
-    head = model[:1]
-    assert type(head) is type(model)
-    torch.testing.assert_close(head(x), model[0](x))
+    torch.testing.assert_close(model(x), reference(model, name)(x))
+    assert graphs, "the child's compiled call was bypassed"
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:FutureWarning")
-def test_tracers_see_every_child() -> None:
-    model = specnet.build(SEQUENTIAL).eval()
+def test_tracers_see_every_child(model: nn.Module, name: str) -> None:
+    model.eval()
     traced = torch.fx.symbolic_trace(model)
-    called = [n.target for n in traced.graph.nodes if n.op == "call_module"]
-    assert called == ["fc1", "act", "fc2"]
+    assert [n.target for n in traced.graph.nodes if n.op == "call_module"] == CALLS[name]
     x = torch.randn(2, 6)
     jit_traced = torch.jit.trace(model, x)
-    assert all(f"self.{name}" in jit_traced.code for name in ("fc1", "act", "fc2"))
+    calls = [n for n in jit_traced.graph.nodes() if n.kind() == "prim::CallMethod"]
+    assert len(calls) == len(CALLS[name])
     torch.testing.assert_close(jit_traced(x), model(x))
 
 
-def test_the_profiler_sees_every_child() -> None:
-    model = specnet.build(SEQUENTIAL)
-    cpu = [torch.profiler.ProfilerActivity.CPU]
-    with torch.profiler.profile(activities=cpu), counting_calls() as seen:
-        model(torch.randn(2, 6))
-    assert seen == [model, model.fc1, model.act, model.fc2]
-
-
-def test_torch_compile_sees_every_child() -> None:
-    model = specnet.build(SEQUENTIAL)
-    stacks: list[str] = []
+def test_torch_compile_sees_every_child(model: nn.Module, name: str) -> None:
+    paths: set[str] = set()
 
     def backend(gm: torch.fx.GraphModule, _inputs: Any) -> Callable[..., Any]:
         for node in gm.graph.nodes:
-            stacks.extend(path for path, _ in node.meta.get("nn_module_stack", {}).values())
+            stack = node.meta.get("nn_module_stack", {}).values()
+            paths.update(path.split(".", 1)[1] for path, _ in stack if "." in path)
         return gm.forward
 
     torch.compile(model, backend=backend)(torch.randn(2, 6))
-    assert {path.rsplit(".", 1)[-1] for path in stacks} == {"fc1", "act", "fc2"}
+    assert paths == set(CALLS[name])
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.*is deprecated:FutureWarning")
-@pytest.mark.parametrize("name", sorted(SPECS))
-def test_script_and_compile(name: str) -> None:
-    model = specnet.build(SPECS[name]).eval()
+def test_script_and_compile(model: nn.Module) -> None:
+    model.eval()
     x = torch.randn(3, 6)
     with torch.no_grad():
         torch.testing.assert_close(torch.jit.script(model)(x), model(x))
         torch.testing.assert_close(torch.compile(model, backend="eager")(x), model(x))
 
 
-def test_copies_keep_the_class() -> None:
-    model = specnet.build(SEQUENTIAL)
+def test_copies_keep_the_class(model: nn.Module) -> None:
     x = torch.randn(2, 6)
     for clone in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
         assert type(clone) is type(model)
         torch.testing.assert_close(clone(x), model(x))
+
+
+def test_a_meta_build_takes_a_checkpoint(model: nn.Module, name: str) -> None:
+    meta = specnet.build(SPECS[name], device="meta")
+    assert all(p.device.type == "meta" for p in meta.parameters())
+    meta.load_state_dict(model.state_dict(), assign=True)
+    x = torch.randn(2, 6)
+    torch.testing.assert_close(meta(x), model(x))
 
 
 @pytest.mark.parametrize(

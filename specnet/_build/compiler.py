@@ -1,38 +1,89 @@
 """Plan -> ``nn.Module`` tree.
 
-``Sequential`` becomes an ``nn.Sequential`` (``_containers.Sequential``, which
-calls unhooked children's ``forward`` directly); ``ModuleList`` a module holding an
-``nn.ModuleList`` as ``.layers`` with the loop a hand-written forward has;
-``ModuleDict`` and ``Graph`` modules whose ``forward`` is generated straight-line
-code (``_codegen``), so a built graph runs as fast as a hand-written ``forward``
-and works with ``torch.compile`` and ``torch.jit.script``. Submodule names are the
-spec's names, so ``state_dict()`` keys are the ones a hand-written module with
-those attribute names has.
+A layer is its registered class called with the plan's arguments, once they are
+bound to the installed class's signature: where specnet's catalog and the
+installed torch disagree about an argument, the build stops with a located error
+that names it, not with a ``TypeError`` from inside torch. Containers are built
+by :data:`.containers.BUILDERS`, one entry per kind.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Mapping
 from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import nn
 
-from .codegen import Call, module_class
-from .containers import (
-    LayerList,
-    LayerListBetween,
-    Sequential,
-    attach,
-    container_attributes,
-)
-from specnet._front.errors import SpecError, SpecValidationError
+from specnet._front.errors import ErrorItem, Path, SpecError, SpecValidationError
 from specnet._front.infer import Step, infer
-from specnet._front.registry import layers, name_taken
+from specnet._front.registry import catalog, layers, name_taken
 from specnet._front.source import SourceMap
-from specnet._front.spec import Spec
+from specnet._front.spec import Layer, Spec
 
-__all__ = ["build_module", "materialize"]
+from .containers import BUILDERS, container_attributes
+
+__all__ = ["build_module", "class_name", "materialize", "signature"]
+
+_NAMED = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+_ANY = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+
+
+@functools.cache
+def signature(cls: type) -> inspect.Signature:
+    """The constructor signature of the installed class (read once per class)."""
+    return inspect.signature(cls)
+
+
+@functools.cache
+def _binds(cls: type, names: tuple[str, ...]) -> bool:
+    """Whether the class's signature takes arguments of these names (all it depends on)."""
+    try:
+        signature(cls).bind(**dict.fromkeys(names))
+    except TypeError:
+        return False
+    return True
+
+
+def class_name(cls: type) -> str:
+    """``torch.nn.Conv2d`` for torch's layers; ``module.Class`` for any other class."""
+    if getattr(nn, cls.__name__, None) is cls:
+        return f"torch.nn.{cls.__name__}"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _at(step: Step, arg: str) -> Path:
+    """Where the spec gives ``arg``; the layer itself for an inferred argument."""
+    node = step.node
+    return (*node.path, arg) if isinstance(node, Layer) and arg in node.args else node.path
+
+
+def _drift(step: Step, cls: type, args: Mapping[str, Any], source: SourceMap) -> list[ErrorItem]:
+    """The errors for arguments that the installed class's signature does not bind."""
+    params = signature(cls).parameters
+    if layers()[step.kind].kind == "layer":
+        who = f"the installed torch {torch.__version__}'s {step.kind}"
+        notes = (*step.node.notes, f"specnet's layer catalog describes torch {catalog()['torch']}")
+    else:
+        who, notes = class_name(cls), step.node.notes
+    any_name = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    # Exactly what makes ``bind`` fail: a name it has no place for, a required one missing.
+    items = [
+        source.error(_at(step, arg), f"{who} does not take '{arg}'", notes=notes)
+        for arg in args
+        if not any_name and (arg not in params or params[arg].kind not in _NAMED)
+    ]
+    items += [
+        source.error(
+            step.node.path, f"{who} requires '{p.name}', which specnet does not give", notes=notes
+        )
+        for p in params.values()
+        if p.default is inspect.Parameter.empty and p.kind not in _ANY and p.name not in args
+    ]
+    return items
 
 
 def _ctor_value(value: Any, source: SourceMap) -> Any:
@@ -45,13 +96,15 @@ def _ctor_value(value: Any, source: SourceMap) -> Any:
 
 def _layer(step: Step, source: SourceMap) -> nn.Module:
     cls = layers()[step.kind].build_target()
+    if not _binds(cls, tuple(step.args)):
+        raise SpecValidationError(_drift(step, cls, step.args, source))
     kwargs = {k: _ctor_value(v, source) for k, v in step.args.items()}
     try:
         module: nn.Module = cls(**kwargs)
     except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
         if isinstance(exc, SpecError):
             raise
-        msg = f"torch.nn.{step.kind} refused these arguments: {exc}"
+        msg = f"{class_name(cls)} refused these arguments: {exc}"
         raise SpecValidationError(
             [source.error(step.node.path, msg, notes=step.node.notes)]
         ) from None
@@ -67,62 +120,13 @@ def _check_names(step: Step, source: SourceMap) -> None:
             raise SpecValidationError([source.error(child.node.path, msg, key=True)])
 
 
-def _module_list(step: Step, source: SourceMap) -> nn.Module:
-    kids = [materialize(c, source) for n, c in step.children if n != "between"]
-    if not any(n == "between" for n, _ in step.children):
-        return LayerList(kids)
-    plan = dict(step.children)["between"]
-    between = materialize(plan, source)
-    if any(True for _ in between.parameters()):
-        msg = "'between' is applied after every layer and must have no parameters"
-        raise SpecValidationError([source.error(plan.node.path, msg, notes=plan.node.notes)])
-    return LayerListBetween(kids, between)
-
-
-def _calls(step: Step, first: str) -> list[Call]:
-    kinds = dict(step.children)
-    out: list[Call] = []
-    prev = first
-    for name, refs in step.calls:
-        child = kinds[name]
-        out.append((name, child.kind, refs or (prev,), child.args))
-        prev = name
-    return out
-
-
-def _module_dict(step: Step, source: SourceMap) -> nn.Module:
-    cls, _ = module_class(
-        "ModuleDict", ["x"], _calls(step, "x"), [step.calls[-1][0]], False, "layers"
-    )
-    module = cls()
-    module.layers = nn.ModuleDict()
-    attach(module.layers, [(n, materialize(c, source)) for n, c in step.children])
-    return module
-
-
-def _graph(step: Step, source: SourceMap) -> nn.Module:
-    inputs = list(getattr(step.node, "inputs", ("input",)))
-    calls = _calls(step, inputs[0])
-    cls, used = module_class("Graph", inputs, calls, step.outputs, step.tuple_output)
-    module = cls()
-    attach(module, [(n, materialize(c, source)) for n, c in step.children if n in used])
-    return module
-
-
 def materialize(step: Step, source: SourceMap) -> nn.Module:
     """Build the module a plan describes (parameters initialised as torch does)."""
+    build = BUILDERS.get(step.kind)
+    if build is None:
+        return _layer(step, source)
     _check_names(step, source)
-    if step.kind == "Sequential":
-        sequential = Sequential()
-        attach(sequential, [(name, materialize(child, source)) for name, child in step.children])
-        return sequential
-    if step.kind == "ModuleList":
-        return _module_list(step, source)
-    if step.kind == "ModuleDict":
-        return _module_dict(step, source)
-    if step.kind == "Graph":
-        return _graph(step, source)
-    return _layer(step, source)
+    return build(step, functools.partial(materialize, source=source))
 
 
 def build_module(

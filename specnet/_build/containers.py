@@ -1,165 +1,72 @@
-"""The containers a build makes: ``Sequential`` and the ``ModuleList`` spec's modules.
+"""The modules a build makes for the four container kinds, from torch's public API.
 
-A child called through ``Module.__call__`` goes through ``_wrapped_call_impl``
-and ``_call_impl`` before its ``forward``: two Python frames and a dozen checks
-that, when no hook is registered, end in ``forward(x)`` anyway. For a network
-of small layers at batch 1 this is a tenth of the time, and most of what sets a
-spec apart from a hand-written ``forward`` that calls ``F.relu`` where the spec
-has a ``ReLU`` module. So these containers call a child's ``forward`` directly
-exactly when ``_call_impl`` itself would go straight to it: the child has no
-hooks and no ``Module.compile()``, no global module hook is registered, nothing
-traces or profiles (``torch.jit.trace``, ``torch.fx``, ``torch.compile``,
-``torch.profiler``) and ``__call__`` and ``_call_impl`` are torch's own.
-Otherwise they call the child as usual, so hooks, tracers, profilers and
-compilers see every call. Under ``torch.jit.script`` the plain loop is compiled.
+A ``Sequential`` is an ``nn.Sequential``; a ``ModuleList`` a module holding an
+``nn.ModuleList`` as ``.layers`` (and a parameter-free ``.between``); a
+``ModuleDict`` one holding an ``nn.ModuleDict`` as ``.layers``; a ``Graph`` one
+holding its layers as attributes. The last three run generated code
+(:mod:`.codegen`), and every child is called as torch calls modules (through
+``__call__``), so hooks, tracers, profilers and compilers see each call.
+Submodule names are the spec's, so ``state_dict()`` keys are those of a
+hand-written module with the same attribute names.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
-from typing import Any
+from collections import OrderedDict
+from collections.abc import Callable
 
-import torch
-from torch import Tensor, nn
-from torch._jit_internal import is_scripting  # what torch.jit.is_scripting is
-from torch.nn.modules import module as _module
+from torch import nn
 
-__all__ = [
-    "LayerList",
-    "LayerListBetween",
-    "Sequential",
-    "attach",
-    "chain",
-    "container_attributes",
-    "direct_calls",
-]
+from specnet._front.infer import Step
 
-_CALL = nn.Module._wrapped_call_impl
-"""What torch's ``Module.__call__`` is (fx, for one, replaces ``__call__`` while it traces)."""
-_CALL_IMPL = nn.Module._call_impl
+from .codegen import Forward, GeneratedModule, forward_source, module_class
+
+__all__ = ["BUILDERS", "Build", "container_attributes"]
+
+Build = Callable[[Step], nn.Module]
+"""Builds a child's module (the compiler's recursion)."""
 
 
-def direct_calls() -> bool:
-    """Whether nothing global could observe a child's ``forward`` called directly."""
-    return not (
-        _module._global_forward_pre_hooks
-        or _module._global_forward_hooks
-        or _module._global_backward_pre_hooks
-        or _module._global_backward_hooks
-        or torch._C._get_tracing_state()
-        or torch.compiler.is_compiling()
-        or torch._C._autograd._profiler_enabled()  # its Python tracer finds modules by __call__
-    )
+def _generated(step: Step) -> tuple[GeneratedModule, Forward]:
+    forward = forward_source(step)
+    assert forward is not None, f"a {step.kind} has no generated forward"
+    return module_class(forward)(), forward
 
 
-def chain(modules: Iterable[nn.Module | None], x: Any) -> Any:
-    """``x = module(x)`` for each module, through ``forward`` alone when nothing runs around it.
-
-    Only valid where :func:`direct_calls` holds.
-    """
-    for module in modules:
-        if (
-            module._forward_pre_hooks  # type: ignore[union-attr]
-            or module._forward_hooks  # type: ignore[union-attr]
-            or module._backward_pre_hooks  # type: ignore[union-attr]
-            or module._backward_hooks  # type: ignore[union-attr]
-            or module._compiled_call_impl is not None  # type: ignore[union-attr]
-            or type(module).__call__ is not _CALL
-            or type(module)._call_impl is not _CALL_IMPL  # type: ignore[union-attr]
-            or "_call_impl" in module.__dict__
-        ):
-            x = module(x)  # type: ignore[misc]
-        else:
-            x = module.forward(x)  # type: ignore[union-attr]
-    return x
+def _sequential(step: Step, build: Build) -> nn.Module:
+    return nn.Sequential(OrderedDict((name, build(child)) for name, child in step.children))
 
 
-def attach(parent: nn.Module, children: list[tuple[str, nn.Module]]) -> None:
-    """``parent.add_module(name, child)`` for each, for names already checked.
-
-    ``add_module`` checks the name (a string, no ``.``, not an attribute
-    ``parent`` has: the compiler has checked these) and runs the global module
-    registration hooks; with none registered, what is left is the insertion.
-    """
-    if getattr(_module, "_global_module_registration_hooks", None):
-        for name, child in children:
-            parent.add_module(name, child)
-    else:
-        parent._modules.update(children)
+def _module_list(step: Step, build: Build) -> nn.Module:
+    module, _ = _generated(step)
+    module.layers = nn.ModuleList(build(child) for _, child in step.children)
+    if step.between is not None:  # validation has checked that it holds no parameters
+        module.between = build(step.between)
+    return module
 
 
-class _DirectCalls(nn.Module):
-    """``forward`` runs ``_direct`` where :func:`direct_calls` allows, ``_loop`` elsewhere."""
-
-    def forward(self, input: Tensor) -> Tensor:  # nn.Sequential's name for it
-        if not is_scripting():  # noqa: SIM102 - TorchScript skips only this exact test
-            if direct_calls():
-                out: Tensor = self._direct(input)
-                return out
-        return self._loop(input)
-
-    def _loop(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
-
-    @torch.jit.unused
-    def _direct(self, x: Any) -> Any:
-        raise NotImplementedError
+def _module_dict(step: Step, build: Build) -> nn.Module:
+    module, _ = _generated(step)
+    module.layers = nn.ModuleDict({name: build(child) for name, child in step.children})
+    return module
 
 
-class Sequential(_DirectCalls, nn.Sequential):
-    """``nn.Sequential`` (same children, methods and ``state_dict``) with a faster ``forward``.
-
-    Children are looked up at each call, so ``append``, ``insert``, ``del`` and
-    replacing a child behave as in ``nn.Sequential``.
-    """
-
-    def _loop(self, x: Tensor) -> Tensor:
-        for module in self:
-            x = module(x)
-        return x
-
-    @torch.jit.unused
-    def _direct(self, x: Any) -> Any:
-        return chain(self._modules.values(), x)
+def _graph(step: Step, build: Build) -> nn.Module:
+    module, forward = _generated(step)
+    for name, child in step.children:
+        if name not in forward.inlined:
+            module.add_module(name, build(child))
+    return module
 
 
-class LayerList(_DirectCalls):
-    """A ``ModuleList`` spec: ``.layers`` (an ``nn.ModuleList``) applied in order."""
-
-    def __init__(self, layers: list[nn.Module]) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
-
-    def _loop(self, x: Tensor) -> Tensor:
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-    @torch.jit.unused
-    def _direct(self, x: Any) -> Any:
-        return chain(self.layers._modules.values(), x)
-
-
-class LayerListBetween(_DirectCalls):
-    """A ``ModuleList`` spec with ``between``: ``x = between(layer(x))`` for each layer."""
-
-    def __init__(self, layers: list[nn.Module], between: nn.Module) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(layers)
-        self.between = between
-
-    def _loop(self, x: Tensor) -> Tensor:
-        for layer in self.layers:
-            x = self.between(layer(x))
-        return x
-
-    @torch.jit.unused
-    def _direct(self, x: Any) -> Any:
-        between = self.between
-        for layer in self.layers:
-            x = chain((layer, between), x)
-        return x
+BUILDERS: dict[str, Callable[[Step, Build], nn.Module]] = {
+    "Sequential": _sequential,
+    "ModuleList": _module_list,
+    "ModuleDict": _module_dict,
+    "Graph": _graph,
+}
+"""The module of each container kind, from its plan (a layer's is the compiler's)."""
 
 
 @functools.cache
@@ -167,12 +74,11 @@ def container_attributes() -> dict[str, frozenset[str]]:
     """Names an instance of each named container already has: a child may not take them.
 
     Keyed by the spec's container kind, for the classes a build makes (a
-    ModuleList spec's children sit in an ``nn.ModuleList``, under numbers).
+    ModuleList spec's children sit in an ``nn.ModuleList``, under numbers; a
+    ModuleDict spec's in an ``nn.ModuleDict``).
     """
-    from .codegen import GeneratedModule
-
     kinds: dict[str, nn.Module] = {
-        "Sequential": Sequential(),
+        "Sequential": nn.Sequential(),
         "ModuleDict": nn.ModuleDict(),
         "Graph": GeneratedModule(),
     }

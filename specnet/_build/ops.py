@@ -3,17 +3,22 @@
 Each is parameter-free, traceable (``torch.compile``, ``torch.fx``) and, except
 ``Select``, scriptable (``torch.jit.script``). Operations with several inputs take
 them as separate arguments, in the order the spec lists them; TorchScript has no
-``*args``, so they take up to eight (``_shapes.MAX_INPUTS``) as optional arguments.
+``*args``, so they take up to eight (``rules.base.MAX_INPUTS``) as optional arguments.
+
+A built graph writes the multi-input ones inline instead (:data:`INLINE`), as a
+hand-written ``forward`` has them, computing what their modules here compute.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "INLINE",
     "Add",
     "Concat",
     "Index",
@@ -26,6 +31,15 @@ __all__ = [
     "Select",
     "Transpose",
 ]
+
+
+INLINE: dict[str, Callable[[Mapping[str, Any], Sequence[str]], str]] = {
+    "Add": lambda args, xs: " + ".join(xs),
+    "Mul": lambda args, xs: " * ".join(xs),
+    "Concat": lambda args, xs: f"torch.cat([{', '.join(xs)}], dim={args['dim']!r})",
+}
+"""The expression each multi-input op is in generated code: ``(arguments, input
+expressions) -> expression``, the arguments with their defaults filled in."""
 
 
 def _present(
@@ -183,7 +197,7 @@ class Mean(nn.Module):
 
 
 class Select(nn.Module):
-    """Picks element ``index`` of a tuple output, e.g. an LSTM's ``output`` from ``(output, (h, c))``."""
+    """Picks element ``index`` of a tuple output: an LSTM's ``output`` of ``(output, (h, c))``."""
 
     def __init__(self, index: int) -> None:
         super().__init__()

@@ -6,7 +6,7 @@ memory for weights, no forward pass on real data.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from specnet._front.infer import Step, infer
@@ -60,25 +60,42 @@ class Summary:
         return "\n".join(out)
 
 
-_CONTAINERS = ("Sequential", "ModuleList", "ModuleDict", "Graph")
+def _attributes(step: Step) -> list[tuple[str, Step]]:
+    return list(step.children)
+
+
+def _held(step: Step) -> list[tuple[str, Step]]:
+    return [(f"layers.{name}", child) for name, child in step.children]
+
+
+def _listed(step: Step) -> list[tuple[str, Step]]:
+    between = [] if step.between is None else [("between", step.between)]
+    return [*_held(step), *between]
+
+
+_MEMBERS: dict[str, Callable[[Step], list[tuple[str, Step]]]] = {
+    "Sequential": _attributes,
+    "Graph": _attributes,
+    "ModuleDict": _held,
+    "ModuleList": _listed,
+}
+"""Each container kind's children, by their path under its module (the build's layout)."""
 
 
 def _walk(step: Step, name: str, depth: int) -> Iterator[tuple[str, int, Step]]:
     yield name, depth, step
-    if step.kind not in _CONTAINERS:
+    members = _MEMBERS.get(step.kind)
+    if members is None:
         return  # a layer's nested layers (TransformerEncoder.encoder_layer) are its own business
-    for child_name, child in step.children:
-        if step.kind in ("ModuleList", "ModuleDict") and child_name != "between":
-            qual = f"layers.{child_name}"
-        else:
-            qual = child_name
-        yield from _walk(child, f"{name}.{qual}" if name else qual, depth + 1)
+    for path, child in members(step):
+        yield from _walk(child, f"{name}.{path}" if name else path, depth + 1)
 
 
 def _macs(step: Step) -> int:
-    if step.kind not in _CONTAINERS:
+    members = _MEMBERS.get(step.kind)
+    if members is None:
         return step.macs
-    return sum(_macs(c) for _, c in step.children)
+    return sum(_macs(c) for _, c in members(step))
 
 
 def summarize(spec: Spec) -> Summary:
