@@ -226,3 +226,14 @@ def test_nproc_relaunches_the_command_line_as_given(
         assert main([*head, *nproc, *rest]) == 0
         header = shlex.join(["specnet", *head, *nproc, *rest])  # for the run's spec.yaml
         assert launched == [(2, [*head, *rest, "--launched-as", header])]
+
+
+def test_export_errors_go_to_stderr_not_into_the_generated_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("input: [4]\nmodel: {type: Linear, out_features: '5'}\n")
+    assert main(["export", str(bad), "--format", "python"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert f"{bad}:2:37: model.out_features: expected int >= 1, got '5'" in err

@@ -251,7 +251,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="FILE")
     e.add_argument("--format", choices=["python", "onnx"], default="python")
     e.add_argument("-o", "--output", help="output file (python: default stdout; onnx: FILE.onnx)")
-    e.set_defaults(run=_export, spec_errors_to=sys.stdout)
+    e.set_defaults(run=_export)  # stdout is the generated code: errors go to stderr
 
     sets = argparse.ArgumentParser(add_help=False)
     sets.add_argument(
