@@ -10,7 +10,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,8 @@ from safetensors.torch import load_file
 if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
     pytest.skip("this torch build has no gloo backend", allow_module_level=True)
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+from test_distributed import ENV, KILLER  # the same environment and rank-1 killer script
+
 TIMEOUT = 240
 
 SPEC = """\
@@ -38,26 +38,6 @@ train:
   optimizer: {{type: SGD, lr: 0.1, momentum: 0.9}}
   device: cpu
 """
-
-# Rank 1 (the second machine's process) SIGKILLs itself after optimizer step `kill`.
-KILLER = textwrap.dedent(
-    """
-    import os, signal, sys
-    from specnet._train import checkpoint as _checkpoint
-    from specnet._cli.main import main
-
-    kill = int(sys.argv[1])
-    original = _checkpoint.Checkpointer.on_batch_end
-
-    def on_batch_end(self, trainer, loss):
-        original(self, trainer, loss)
-        if trainer.rank == 1 and trainer.at_step_boundary and trainer.step == kill:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    _checkpoint.Checkpointer.on_batch_end = on_batch_end
-    sys.exit(main(sys.argv[2:]))
-    """
-)
 
 
 def _free_port() -> int:
