@@ -14,6 +14,7 @@ from specnet._front.errors import (
     SpecShapeError,
     SpecSyntaxError,
     SpecValidationError,
+    SpecWarning,
 )
 from specnet._front.registry import list_layers
 from specnet._front.spec import Spec, TensorSpec
@@ -35,6 +36,7 @@ __all__ = [
     "SpecShapeError",
     "SpecSyntaxError",
     "SpecValidationError",
+    "SpecWarning",
     "SpecnetError",
     "TensorSpec",
     "TrainSpec",

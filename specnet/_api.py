@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from specnet._front.source import read_document
+from specnet._front.overrides import Override, apply_overrides
+from specnet._front.source import Document, read_document
 from specnet._front.spec import Spec
 from specnet._front.validate import validate_document
 
@@ -21,44 +24,89 @@ if TYPE_CHECKING:
 SpecSource = str | os.PathLike[str] | Mapping[str, Any] | Spec
 
 
-def load(source: SpecSource) -> Spec:
+def load(source: SpecSource, *, variant: str | None = None) -> Spec:
     """Read and validate a spec from a file path, YAML/JSON text or a mapping.
 
+    ``variant`` chooses one of the spec's ``variants:`` (as its ``variant:`` key would).
     Raises :class:`SpecError` listing every problem, each with its file, line,
     column and field path.
     """
-    if isinstance(source, Spec):
+    if isinstance(source, Spec) and (variant is None or variant == source.variant):
         return source
-    return validate_document(read_document(source))
+    return validate_document(_document(source, variant))
 
 
-def check(source: SpecSource, *, build: bool = False) -> Spec:
+def _document(source: SpecSource, variant: str | None) -> Document:
+    if isinstance(source, Spec):  # read again, with its positions
+        doc = Document(source.data, source.source)
+    else:
+        doc = read_document(source)
+    return doc if variant is None else _choose(doc, variant)
+
+
+def _choose(doc: Document, variant: str) -> Document:
+    """A copy of ``doc`` with ``variant`` chosen."""
+    chosen = Document(copy.deepcopy(doc.data), doc.source, list(doc.errors))
+    apply_overrides(chosen.data, [Override(("variant",), variant, f"variant={variant}")])
+    return chosen
+
+
+def check(source: SpecSource, *, build: bool = False, variant: str | None = None) -> Spec:
     """Load a spec and run shape inference (without torch): every error a build would find.
 
     ``build=True`` also builds the model on the meta device (it imports torch, allocates
     nothing), so that what the installed torch refuses is reported at the spec line too.
+    A spec with ``variants:`` and none chosen (by ``variant`` or its ``variant:`` key) is
+    checked in every variant; the errors of each say which.
     """
+    from specnet._front.errors import ErrorItem, SpecError, SpecValidationError
+
+    doc = _document(source, variant)
+    data = doc.data if isinstance(doc.data, dict) else {}
+    variants = data.get("variants")
+    if data.get("variant") is not None or not isinstance(variants, dict) or not variants:
+        spec = validate_document(doc)
+        _check_one(spec, build)
+        return spec
+    errors: list[ErrorItem] = []
+    checked: list[Spec] = []
+    for name in variants:
+        try:
+            one = validate_document(_choose(doc, str(name)))
+            _check_one(one, build)
+            checked.append(one)
+        except SpecError as exc:
+            note = f"in variant '{name}'"
+            errors += [
+                e if note in e.notes else dataclasses.replace(e, notes=(*e.notes, note))
+                for e in exc.errors
+            ]
+    if errors:
+        raise SpecValidationError(errors)
+    return checked[0]
+
+
+def _check_one(spec: Spec, build: bool) -> None:
     from specnet._front.infer import infer
 
-    spec = load(source)
     if build:
         from specnet._build.compiler import build_module
 
         build_module(spec, "meta")
     else:
         infer(spec)
-    return spec
 
 
-def validate(source: SpecSource, *, build: bool = False) -> list[str]:
+def validate(source: SpecSource, *, build: bool = False, variant: str | None = None) -> list[str]:
     """Check a spec, shapes included; returns the error lines (empty when it is valid).
 
-    ``build=True`` also builds it on the meta device with the installed torch.
+    ``build=True`` also builds it on the meta device with the installed torch; a spec with
+    variants is checked in each, unless ``variant`` picks one.
     """
     from specnet._front.errors import SpecError
 
     try:
-        check(source, build=build)
+        check(source, build=build, variant=variant)
     except SpecError as exc:
         return [str(e) for e in exc.errors]
     return []
@@ -69,8 +117,9 @@ def build(
     *,
     device: torch.device | str | None = None,
     dtype: torch.dtype | str | None = None,
+    variant: str | None = None,
 ) -> nn.Module:
-    """Validate, shape-check and build a spec's model.
+    """Validate, shape-check and build a spec's model (``variant``: one of its ``variants:``).
 
     ``device="meta"`` builds without allocating or initialising weights (e.g. to
     load a checkpoint into a large model); ``dtype`` (``torch.bfloat16`` or
@@ -83,10 +132,10 @@ def build(
 
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)
-    return build_module(load(source), device, dtype)  # type: ignore[arg-type]
+    return build_module(load(source, variant=variant), device, dtype)  # type: ignore[arg-type]
 
 
-def summary(source: SpecSource) -> Summary:
+def summary(source: SpecSource, *, variant: str | None = None) -> Summary:
     """Per-layer output shapes, parameters and multiply-accumulates of a spec's model.
 
     Computed from the spec (shape inference and a build on the meta device),
@@ -94,4 +143,4 @@ def summary(source: SpecSource) -> Summary:
     """
     from specnet._build.summary import summarize
 
-    return summarize(load(source))
+    return summarize(load(source, variant=variant))

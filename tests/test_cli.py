@@ -179,7 +179,7 @@ def test_errors_exit_with_their_class_exit_code_and_bugs_keep_their_traceback(
         exit_code = 7
 
     def fails(error: Exception) -> None:
-        def summary(source: object) -> None:
+        def summary(source: object, **_: object) -> None:
             raise error
 
         monkeypatch.setattr(specnet._api, "summary", summary)

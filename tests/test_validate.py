@@ -103,8 +103,12 @@ def test_repeat_unrolls_in_lists_and_nests_under_names() -> None:
     assert name == "stage"
     assert isinstance(stage, Sequential)
     assert [n for n, _ in stage.children] == ["0", "1"]
+    assert errors(
+        "input: [4]\nmodel: {type: Sequential, layers: [{type: ReLU, repeat: -1}]}\n"
+    ) == ["2:57: model.layers[0].repeat: 'repeat' must be a whole number >= 0, got -1"]
     assert errors("input: [4]\nmodel: {type: Sequential, layers: [{type: ReLU, repeat: 0}]}\n") == [
-        "2:57: model.layers[0].repeat: 'repeat' must be a whole number >= 1, got 0"
+        "2:35: model.layers: Sequential has no layers left ('repeat: 0' and 'if: false' leave "
+        "layers out)"
     ]
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_shape_rules import SAMPLES, Ints, Node, Unpool
+from test_shape_rules import SAMPLES, Ints, Node, Unbatched, Unpool
 
 import specnet
 from specnet._front.registry import CONTAINERS, layers
@@ -73,7 +73,9 @@ def _inputs(items: list[Any]) -> list[Any] | None:
         if isinstance(item, list):
             out.append(item)
         elif isinstance(item, Ints):
-            out.append({"shape": item.shape, "dtype": "int64"})
+            out.append({"shape": item.shape, "dtype": item.dtype})
+        elif isinstance(item, Unbatched):
+            out.append({"shape": item.shape, "dtype": item.dtype, "batch": False})
         else:  # a tuple value, or an unpooling pair: no spec input gives those
             assert isinstance(item, (tuple, Unpool))
             return None
@@ -82,6 +84,8 @@ def _inputs(items: list[Any]) -> list[Any] | None:
 
 def _spec(name: str, args: dict[str, Any], inputs: list[Any]) -> dict[str, Any]:
     layer = {"type": name, **args}
+    if not inputs:  # a tensor the graph holds
+        return {"input": [1], "model": {"type": "Graph", "nodes": {"layer": layer}}}
     if len(inputs) == 1:
         return {"input": inputs[0], "model": layer}
     names = [f"x{i}" for i in range(len(inputs))]

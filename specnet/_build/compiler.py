@@ -24,7 +24,8 @@ from specnet._front.registry import catalog, layers, name_taken
 from specnet._front.source import SourceMap
 from specnet._front.spec import Layer, Spec
 
-from .containers import BUILDERS, container_attributes
+from .containers import BUILDERS, container_attributes, module
+from .ops import Held
 
 __all__ = ["build_module", "class_name", "materialize", "signature"]
 
@@ -94,13 +95,13 @@ def _ctor_value(value: Any, source: SourceMap) -> Any:
     return value
 
 
-def _layer(step: Step, source: SourceMap) -> nn.Module:
+def _layer(step: Step, source: SourceMap) -> nn.Module | Held:
     cls = layers()[step.kind].build_target()
     if not _binds(cls, tuple(step.args)):
         raise SpecValidationError(_drift(step, cls, step.args, source))
     kwargs = {k: _ctor_value(v, source) for k, v in step.args.items()}
     try:
-        module: nn.Module = cls(**kwargs)
+        made: nn.Module | Held = cls(**kwargs)
     except (TypeError, ValueError, RuntimeError, AssertionError) as exc:
         if isinstance(exc, SpecError):
             raise
@@ -108,7 +109,7 @@ def _layer(step: Step, source: SourceMap) -> nn.Module:
         raise SpecValidationError(
             [source.error(step.node.path, msg, notes=step.node.notes)]
         ) from None
-    return module
+    return made
 
 
 def _check_names(step: Step, source: SourceMap) -> None:
@@ -120,8 +121,9 @@ def _check_names(step: Step, source: SourceMap) -> None:
             raise SpecValidationError([source.error(child.node.path, msg, key=True)])
 
 
-def materialize(step: Step, source: SourceMap) -> nn.Module:
-    """Build the module a plan describes (parameters initialised as torch does)."""
+def materialize(step: Step, source: SourceMap) -> nn.Module | Held:
+    """Build the module a plan describes (parameters initialised as torch does); a graph's
+    Parameter or Buffer is the tensor its graph's module registers."""
     build = BUILDERS.get(step.kind)
     if build is None:
         return _layer(step, source)
@@ -136,7 +138,7 @@ def build_module(
     plan = infer(spec)
     context = torch.device(device) if device is not None else nullcontext()
     with context:
-        model = materialize(plan, spec.source)
+        model = module(materialize(plan, spec.source))
     if dtype is not None:
         model = model.to(dtype=dtype)
     return model

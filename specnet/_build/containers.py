@@ -3,7 +3,7 @@
 A ``Sequential`` is an ``nn.Sequential``; a ``ModuleList`` a module holding an
 ``nn.ModuleList`` as ``.layers`` (and a parameter-free ``.between``); a
 ``ModuleDict`` one holding an ``nn.ModuleDict`` as ``.layers``; a ``Graph`` one
-holding its layers as attributes. The last three run generated code
+holding its layers as attributes (and its Parameters and Buffers as its own tensors). The last three run generated code
 (:mod:`.codegen`), and every child is called as torch calls modules (through
 ``__call__``), so hooks, tracers, profilers and compilers see each call.
 Submodule names are the spec's, so ``state_dict()`` keys are those of a
@@ -21,11 +21,19 @@ from torch import nn
 from specnet._front.infer import Step
 
 from .codegen import Forward, GeneratedModule, forward_source, module_class
+from .ops import Held
 
-__all__ = ["BUILDERS", "Build", "container_attributes"]
+__all__ = ["BUILDERS", "Build", "container_attributes", "module"]
 
-Build = Callable[[Step], nn.Module]
-"""Builds a child's module (the compiler's recursion)."""
+Build = Callable[[Step], "nn.Module | Held"]
+"""Builds a child's module (the compiler's recursion); a graph's Parameter is a
+:class:`~specnet._build.ops.Held` tensor."""
+
+
+def module(made: nn.Module | Held) -> nn.Module:
+    """A built child that is a module: shape inference lets only a Graph hold tensors."""
+    assert isinstance(made, nn.Module), f"{type(made).__name__} outside a Graph"
+    return made
 
 
 def _generated(step: Step) -> tuple[GeneratedModule, Forward]:
@@ -35,29 +43,34 @@ def _generated(step: Step) -> tuple[GeneratedModule, Forward]:
 
 
 def _sequential(step: Step, build: Build) -> nn.Module:
-    return nn.Sequential(OrderedDict((name, build(child)) for name, child in step.children))
+    return nn.Sequential(OrderedDict((name, module(build(child))) for name, child in step.children))
 
 
 def _module_list(step: Step, build: Build) -> nn.Module:
-    module, _ = _generated(step)
-    module.layers = nn.ModuleList(build(child) for _, child in step.children)
+    built, _ = _generated(step)
+    built.layers = nn.ModuleList(module(build(child)) for _, child in step.children)
     if step.between is not None:  # validation has checked that it holds no parameters
-        module.between = build(step.between)
-    return module
+        built.between = module(build(step.between))
+    return built
 
 
 def _module_dict(step: Step, build: Build) -> nn.Module:
-    module, _ = _generated(step)
-    module.layers = nn.ModuleDict({name: build(child) for name, child in step.children})
-    return module
+    built, _ = _generated(step)
+    built.layers = nn.ModuleDict({name: module(build(child)) for name, child in step.children})
+    return built
 
 
 def _graph(step: Step, build: Build) -> nn.Module:
-    module, forward = _generated(step)
+    built, forward = _generated(step)
     for name, child in step.children:
-        if name not in forward.inlined:
-            module.add_module(name, build(child))
-    return module
+        if name in forward.inlined:
+            continue
+        made = build(child)
+        if isinstance(made, Held):
+            made.attach(built, name)
+        else:
+            built.add_module(name, made)
+    return built
 
 
 BUILDERS: dict[str, Callable[[Step, Build], nn.Module]] = {

@@ -286,8 +286,29 @@ def _graph_init(w: _Writer, step: Step, forward: Forward | None) -> list[str]:
     inlined = forward.inlined if forward is not None else frozenset()
     return [
         "        super().__init__()",
-        *(_assign(n, w.expr(c)) for n, c in step.children if n not in inlined),
+        *(_held(n, c) or _assign(n, w.expr(c)) for n, c in step.children if n not in inlined),
     ]
+
+
+def _held(name: str, step: Step) -> str:
+    """The line registering a tensor the graph holds (``self.pos_embedding =
+    nn.Parameter(...)``, ``self.register_buffer(...)``); "" for a module."""
+    t = layers().get(step.kind)  # None for a container
+    cls = t.build_target() if t is not None else None
+    if t is None or not (isinstance(cls, type) and issubclass(cls, ops.Held)):
+        return ""
+    args = t.with_defaults(step.args)
+    tensor = cls.source(args)
+    if cls.parameter:
+        if _identifier(name):
+            return _statement(f"self.{name} = ", _Call("nn.Parameter(", (("", tensor),)))
+        parameter = _Call("nn.Parameter(", (("", tensor),))
+        items: tuple[tuple[str, Expr], ...] = (("", string(name)), ("", parameter))
+        return _statement("self.register_parameter(", _Call("", items))
+    items = (("", string(name)), ("", tensor))
+    if not args["persistent"]:
+        items += (("persistent=", "False"),)
+    return _statement("self.register_buffer(", _Call("", items))
 
 
 _KINDS: dict[str, _Kind] = {
@@ -339,6 +360,7 @@ def export_onnx(spec: Spec, path: str | Path, batch: int = 1, model: Any = None)
 
     model = (model if model is not None else build_module(spec)).eval()
     examples = tuple(
-        torch.zeros((batch, *t.shape), dtype=getattr(torch, t.dtype)) for t in spec.inputs.values()
+        torch.zeros((batch, *t.shape) if t.batch else t.shape, dtype=getattr(torch, t.dtype))
+        for t in spec.inputs.values()
     )
     torch.onnx.export(model, examples, str(path), input_names=list(spec.inputs), dynamo=True)

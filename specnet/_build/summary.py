@@ -37,6 +37,8 @@ class Summary:
     total_params: int
     trainable_params: int
     total_macs: int
+    train_output: str | None = None
+    """What the model returns in training mode, where its ``train_output`` differs."""
 
     def __str__(self) -> str:
         header = ("Layer", "Type", "Output", "Params", "MACs")
@@ -54,7 +56,8 @@ class Summary:
         fmt = "  ".join(f"{{:<{w}}}" if i < 3 else f"{{:>{w}}}" for i, w in enumerate(widths))
         rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
         out = [fmt.format(*header), rule, *(fmt.format(*line) for line in lines), rule]
-        out.append(f"Input: {self.input}   Output: {self.output}")
+        trained = "" if self.train_output is None else f"   Training output: {self.train_output}"
+        out.append(f"Input: {self.input}   Output: {self.output}{trained}")
         out.append(f"Parameters: {self.total_params:,} ({self.trainable_params:,} trainable)")
         out.append(f"Multiply-accumulates per sample: {self.total_macs:,}")
         return "\n".join(out)
@@ -103,21 +106,29 @@ def summarize(spec: Spec) -> Summary:
     import torch
 
     from .compiler import materialize
+    from .containers import module
 
     plan = infer(spec)
     with torch.device("meta"):
-        model = materialize(plan, spec.source)
+        model = module(materialize(plan, spec.source))
     rows = []
     for name, depth, step in _walk(plan, "", 0):
+        parent, _, attribute = name.rpartition(".")
         try:
-            module = model.get_submodule(name) if name else model
-        except AttributeError:  # an op written inline in generated code (Add, Concat)
+            held = model.get_submodule(parent) if name else model
+        except AttributeError:  # inside an op written inline
+            held = None
+        value = getattr(held, attribute, None) if name else model
+        if isinstance(value, torch.nn.Module):
+            params = sum(p.numel() for p in value.parameters())
+        elif isinstance(value, torch.nn.Parameter):  # a tensor its graph holds
+            params = value.numel()
+        else:  # an op written inline in generated code (Add, Concat), or a buffer
             params = 0
-        else:
-            params = sum(p.numel() for p in module.parameters())
         rows.append(Row(name, step.kind, depth, show(step.output), params, _macs(step)))
     inputs = ", ".join(
-        f"{k} {v.shape}" if len(spec.inputs) > 1 else str(list(v.shape))
+        (f"{k} {v.shape}" if len(spec.inputs) > 1 else str(list(v.shape)))
+        + ("" if v.batch else " (no batch)")
         for k, v in spec.inputs.items()
     )
     return Summary(
@@ -127,4 +138,5 @@ def summarize(spec: Spec) -> Summary:
         sum(p.numel() for p in model.parameters()),
         sum(p.numel() for p in model.parameters() if p.requires_grad),
         _macs(plan),
+        None if plan.train_output is None else show(plan.train_output),
     )

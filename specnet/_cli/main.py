@@ -3,21 +3,25 @@
 Importing this module is cheap (no torch); each command imports what it needs. An error a user
 can cause is a :class:`~specnet._front.errors.SpecnetError`: its message is printed and the
 command exits with its ``exit_code`` (0 success, 1 the spec or the run is invalid, 2 usage
-errors, 130 interrupted); any other exception is a bug and keeps its traceback.
+errors, 130 interrupted); any other exception is a bug and keeps its traceback. A spec's
+warnings (:class:`~specnet._front.errors.SpecWarning`) are printed on stderr as located lines,
+each once, and leave the exit code as it is.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from specnet._front.errors import SpecError, SpecnetError, UsageError
+from specnet._front.errors import SpecError, SpecnetError, SpecWarning, UsageError
 
 __all__ = ["main"]
 
@@ -38,7 +42,7 @@ def _validate(args: argparse.Namespace) -> int:
             bad += 1
             continue
         try:
-            check(Path(name), build=args.build)
+            check(Path(name), build=args.build, variant=args.variant)
         except SpecError as exc:  # reported, and the next file checked
             bad += 1
             for err in exc.errors:
@@ -75,7 +79,7 @@ def _schema(args: argparse.Namespace) -> int:
 def _summary(args: argparse.Namespace) -> int:
     from specnet._api import summary
 
-    print(summary(Path(args.file)))
+    print(summary(Path(args.file), variant=args.variant))
     return EXIT_OK
 
 
@@ -83,7 +87,7 @@ def _export(args: argparse.Namespace) -> int:
     from specnet._api import load
     from specnet._build.export import export_onnx, python_source
 
-    spec = load(Path(args.file))
+    spec = load(Path(args.file), variant=args.variant)
     if args.format == "onnx":
         out = args.output or str(Path(args.file).with_suffix(".onnx"))
         export_onnx(spec, out)
@@ -99,12 +103,15 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace, file: str) -> Any:
-    """The spec ``file`` with ``--set`` applied."""
-    from specnet._front.overrides import load_with_overrides
+    """The spec ``file`` with ``--set`` (and ``--variant``) applied."""
+    from specnet._front.overrides import Override, load_with_overrides
 
     if not Path(file).is_file():
         raise UsageError(f"{file}: no such file")
-    return load_with_overrides(Path(file), args.set or [])
+    sets: list[Override | str] = list(args.set or [])
+    if args.variant is not None:
+        sets.append(Override(("variant",), args.variant, f"variant={args.variant}"))
+    return load_with_overrides(Path(file), sets)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -218,8 +225,15 @@ def parser() -> argparse.ArgumentParser:
     )
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
+    variant = argparse.ArgumentParser(add_help=False)
+    variant.add_argument(
+        "--variant",
+        metavar="NAME",
+        help="one of the spec's variants (validate: default every variant in turn)",
+    )
     v = sub.add_parser(
         "validate",
+        parents=[variant],
         help="check spec files, shapes included; one line per error (file:line:col: path: message)",
     )
     v.add_argument("files", nargs="+", metavar="FILE")
@@ -242,18 +256,22 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(run=_schema)
 
     m = sub.add_parser(
-        "summary", help="per-layer output shapes, parameters and multiply-accumulates"
+        "summary",
+        parents=[variant],
+        help="per-layer output shapes, parameters and multiply-accumulates",
     )
     m.add_argument("file", metavar="FILE")
     m.set_defaults(run=_summary, spec_errors_to=sys.stdout)  # the report, as validate's
 
-    e = sub.add_parser("export", help="write the model as plain PyTorch source or ONNX")
+    e = sub.add_parser(
+        "export", parents=[variant], help="write the model as plain PyTorch source or ONNX"
+    )
     e.add_argument("file", metavar="FILE")
     e.add_argument("--format", choices=["python", "onnx"], default="python")
     e.add_argument("-o", "--output", help="output file (python: default stdout; onnx: FILE.onnx)")
     e.set_defaults(run=_export)  # stdout is the generated code: errors go to stderr
 
-    sets = argparse.ArgumentParser(add_help=False)
+    sets = argparse.ArgumentParser(add_help=False, parents=[variant])
     sets.add_argument(
         "--set",
         action="append",
@@ -348,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.started = started
     args.argv = argv
     try:
-        code: int = args.run(args)
+        with _spec_warnings():
+            code: int = args.run(args)
     except SpecnetError as exc:
         code = exc.exit_code
         if isinstance(exc, SpecError):  # located lines: file:line:col: path: message
@@ -363,6 +382,25 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         end_process(code)  # with the other processes of the run, its error reported
     return code
+
+
+@contextlib.contextmanager
+def _spec_warnings() -> Iterator[None]:
+    """Print each spec warning once, as its located line, on stderr; others as Python does."""
+    shown: set[str] = set()
+    python = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *where: Any, **more: Any) -> None:
+        if not issubclass(category, SpecWarning):
+            python(message, category, *where, **more)
+        elif str(message) not in shown:
+            shown.add(str(message))
+            _report(str(message), sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", SpecWarning)
+        warnings.showwarning = show
+        yield
 
 
 def _report(text: str, stream: TextIO) -> None:

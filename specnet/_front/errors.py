@@ -14,6 +14,9 @@
         ├── TrainingError             the settings do not fit the model, the data or the processes
         └── NonFiniteLossError        the training loss is not finite (a FloatingPointError)
 
+    UserWarning
+    └── SpecWarning                   legal but probably a mistake (a graph node no output uses)
+
     CheckpointError and TrainingError are ValueErrors too.
 
     (OverrideError is in specnet._front.overrides; the last three in specnet._train.errors.)
@@ -41,6 +44,7 @@ __all__ = [
     "SpecShapeError",
     "SpecSyntaxError",
     "SpecValidationError",
+    "SpecWarning",
     "SpecnetError",
     "UsageError",
     "did_you_mean",
@@ -148,3 +152,23 @@ class SpecValidationError(SpecError):
 
 class SpecShapeError(SpecError):
     """Tensor shapes do not fit together; found while compiling, before any forward."""
+
+
+class SpecWarning(UserWarning):
+    """Something a spec may say but probably should not (a graph node whose value no output
+    uses), issued with :func:`warnings.warn` when the spec is validated, so that every entry
+    point reports it and the usual filters apply (``-W error::specnet.SpecWarning``).
+
+    ``item`` locates it as an :class:`ErrorItem` does; ``str()`` is
+    ``file:line:col: path: warning: message``.
+    """
+
+    def __init__(self, item: ErrorItem) -> None:
+        self.item = item
+        text = f"{item.where}: {format_path(item.path)}: warning: {item.msg}"
+        if item.notes:
+            text += " [" + "; ".join(item.notes) + "]"
+        super().__init__(text)
+
+    def __reduce__(self) -> tuple[type[SpecWarning], tuple[ErrorItem]]:
+        return (type(self), (self.item,))

@@ -16,8 +16,8 @@ from typing import Any
 from .errors import ErrorItem, Path, SpecShapeError
 from .limits import MAX_ELEMENTS, MAX_PARAMETERS
 from .registry import layers
-from .rules.base import COMMON_RANGES, ShapeMismatch, TensorType, Value, show
-from .spec import Graph, Layer, ModuleDict, ModuleList, Node, Sequential, Spec
+from .rules.base import COMMON_RANGES, Rule, ShapeMismatch, TensorType, Value, show
+from .spec import Graph, Layer, ModuleDict, ModuleList, Node, NodeRef, Sequential, Spec
 
 __all__ = ["Step", "infer"]
 
@@ -42,6 +42,14 @@ class Step:
     tuple_output: bool = False
     between: Step | None = None
     """A ModuleList's parameter-free layer applied after each of its layers."""
+    keywords: dict[str, Any] = field(default_factory=dict)
+    """A graph node's ``forward`` keyword arguments (``call:``): constants, or the
+    :class:`~specnet._front.spec.NodeRef` of a value of its graph."""
+    train_outputs: tuple[str, ...] = ()
+    """A graph's outputs in training mode, where ``train_output`` gives them."""
+    train_tuple: bool = False
+    train_output: Value | None = None
+    """The value a graph returns in training mode, where it differs (``output`` is eval's)."""
 
 
 class _Failed(Exception):
@@ -63,8 +71,13 @@ class _Inference:
         self.errors.append(item)
         return _Failed()
 
-    def check_budget(self, node: Layer, value: Value, args: Mapping[str, Any]) -> None:
-        """Refuse, before torch builds anything, a layer whose output or weights are too big."""
+    def check_budget(
+        self, node: Layer, value: Value, args: Mapping[str, Any], held: bool = False
+    ) -> None:
+        """Refuse, before torch builds anything, a layer whose output or weights are too big.
+
+        ``held``: the value is a tensor the graph holds (a Parameter): its elements count.
+        """
         for x in _tensors(value):
             if math.prod(x.shape) > MAX_ELEMENTS:
                 raise self.fail(
@@ -72,6 +85,7 @@ class _Inference:
                     f"{node.type}'s output {show(x)} has more than {MAX_ELEMENTS} elements per "
                     "sample (a fixed limit, specnet._front.limits.MAX_ELEMENTS)",
                 )
+        self.parameters += sum(math.prod(x.shape) for x in _tensors(value)) if held else 0
         self.parameters += weight_bound(args)
         if self.parameters > MAX_PARAMETERS:
             raise self.fail(
@@ -93,24 +107,13 @@ class _Inference:
         kids = [(str(i), c) for i, c in enumerate(node.children)]
         return self.chain(node, "ModuleList", kids, inputs, node.between)
 
-    def layer(self, node: Node, inputs: list[Value]) -> Step:
+    def layer(self, node: Node, inputs: list[Value], call: Mapping[str, Any] | None = None) -> Step:
+        """A layer's plan; ``call``: a graph node's keyword arguments, tensors by value."""
         assert isinstance(node, Layer)
         t = layers()[node.type]
         rule = t.rule
         assert rule is not None, f"{node.type} is a layer type without a rule"
-        lo, hi = rule.inputs
-        if len(inputs) < lo or (hi is not None and len(inputs) > hi):
-            want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
-            msg = f"{node.type} takes {want} input(s), got {len(inputs)}"
-            explicit = (*node.path, "input") in self.spec.source.values
-            if explicit:  # point at the graph node's `input:` list
-                raise self.fail(node, msg, at=(*node.path, "input"))
-            hint = (
-                " (several inputs need a Graph node with 'input: [a, b]')"
-                if len(inputs) < lo
-                else ""
-            )
-            raise self.fail(node, msg + hint)
+        self.check_inputs(node, rule, inputs)
         args = t.with_defaults(node.args)
         nested: list[tuple[str, Step]] = []
         for name, value in node.args.items():
@@ -133,11 +136,58 @@ class _Inference:
             raise self.fail(
                 node, f"{node.type}: its arguments give sizes too large to compute"
             ) from None
-        self.check_budget(node, out.value, out.args)
+        if rule.call is not None and call:
+            given = {k: call.get(k, kw.default) for k, kw in rule.call.keywords.items()}
+            try:
+                out = rule.call.check(dict(out.args), list(inputs), given, out)
+            except ShapeMismatch as exc:
+                at = (
+                    (*node.path, "call", exc.arg)
+                    if exc.arg is not None and exc.arg in call
+                    else None
+                )
+                raise self.fail(node, f"{node.type}: {exc.message}", at=at) from None
+        self.check_budget(node, out.value, out.args, held=rule.inputs[1] == 0)
         ctor = {k: v for k, v in out.args.items() if k in node.args or k in t.infers}
         for name, sub in nested:
             ctor[name] = sub
         return Step(node, node.type, inputs, out.value, ctor, out.macs, children=nested)
+
+    def check_inputs(self, node: Layer, rule: Rule, inputs: list[Value]) -> None:
+        """As many inputs as the layer takes, each with a batch dimension unless its rule
+        takes tensors without one."""
+        lo, hi = rule.inputs
+        if len(inputs) < lo or (hi is not None and len(inputs) > hi):
+            if hi == 0:
+                msg = (
+                    f"{node.type} takes no input: it is a Graph node (a tensor the graph holds), "
+                    f"with 'input: []' or no 'input', got {len(inputs)}"
+                )
+            else:
+                want = f"{lo}" if lo == hi else f"{lo} or more" if hi is None else f"{lo} to {hi}"
+                msg = f"{node.type} takes {want} input(s), got {len(inputs)}"
+            explicit = (*node.path, "input") in self.spec.source.values
+            if explicit:  # point at the graph node's `input:` list
+                raise self.fail(node, msg, at=(*node.path, "input"))
+            hint = (
+                " (several inputs need a Graph node with 'input: [a, b]')"
+                if len(inputs) < lo
+                else ""
+            )
+            raise self.fail(node, msg + hint)
+        if rule.unbatched:
+            return
+        for i, value in enumerate(inputs):
+            loose = [x for x in _tensors(value) if not x.batched]
+            if loose:
+                which = f"input {i + 1} " if len(inputs) > 1 else ""
+                raise self.fail(
+                    node,
+                    f"{node.type} needs its input with the batch dimension, but {which}"
+                    f"{show(value)} has none (a Parameter, Buffer, Arange or CausalMask, or an "
+                    "input with 'batch: false'): add it to a batched tensor, or give it the "
+                    "batch with Expand",
+                )
 
     def chain(
         self,
@@ -203,10 +253,16 @@ class _Inference:
         calls: list[tuple[str, tuple[str, ...]]] = []
         failed = False
         for g in node.nodes:
-            if any(r not in env for r in g.inputs):
+            if any(r not in env for r in g.reads):
                 continue  # an earlier node failed; its error is already reported
+            xs = [env[r] for r in g.inputs]
             try:
-                s = self.step(g.node, [env[r] for r in g.inputs])
+                if g.call:
+                    given = {k: env[v.name] if isinstance(v, NodeRef) else v for k, v in g.call}
+                    s = self.layer(g.node, xs, given)
+                    s.keywords = dict(g.call)
+                else:
+                    s = self.step(g.node, xs)
             except _Failed:
                 failed = True
                 continue
@@ -217,6 +273,10 @@ class _Inference:
             raise _Failed
         outs = [env[o] for o in node.outputs]
         value: Value = tuple(outs) if node.tuple_output else outs[0]
+        trained: Value | None = None
+        if node.train_outputs:
+            train = [env[o] for o in node.train_outputs]
+            trained = tuple(train) if node.train_tuple else train[0]
         return Step(
             node,
             "Graph",
@@ -226,6 +286,9 @@ class _Inference:
             calls=calls,
             outputs=node.outputs,
             tuple_output=node.tuple_output,
+            train_outputs=node.train_outputs,
+            train_tuple=node.train_tuple,
+            train_output=trained,
         )
 
 
@@ -274,10 +337,10 @@ _STEPS: dict[type[Node], Callable[[_Inference, Node, list[Value]], Step]] = {
 def infer(spec: Spec) -> Step:
     """The shape-checked plan of ``spec``'s model; raises :class:`SpecShapeError`."""
     run = _Inference(spec)
-    values: list[Value] = [TensorType(t.shape, t.dtype) for t in spec.inputs.values()]
+    values: list[Value] = [TensorType(t.shape, t.dtype, t.batch) for t in spec.inputs.values()]
     model = spec.model
     if isinstance(model, Graph) and len(spec.inputs) > 1:
-        order = {name: TensorType(t.shape, t.dtype) for name, t in spec.inputs.items()}
+        order = {name: TensorType(t.shape, t.dtype, t.batch) for name, t in spec.inputs.items()}
         values = [order[name] for name in model.inputs]
     try:
         plan = run.step(model, values)

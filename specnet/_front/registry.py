@@ -22,6 +22,8 @@ from typing import Any, Literal
 from .errors import did_you_mean
 from .rules import all_rules
 from .rules.base import COMMON_RANGES, Range, Rule
+from .rules.tensors import CAUSAL_DTYPES
+from .spec import DTYPES
 from .types import TypeSpec
 
 __all__ = [
@@ -348,6 +350,13 @@ def _containers() -> dict[str, TypeDef]:
                     "The node (or list of nodes) whose value the graph returns. Default: the last node.",
                     None,
                 ),
+                Param(
+                    "train_output",
+                    {"union": [names, "null"]},
+                    "The node (or list of nodes) whose value the graph returns in training mode, "
+                    "`output` being returned in eval mode; nodes only it needs run only in training.",
+                    None,
+                ),
             ),
             "A directed graph of named layers: residual connections, concatenation, several inputs and outputs.",
         ),
@@ -356,6 +365,30 @@ def _containers() -> dict[str, TypeDef]:
 
 
 CONTAINERS.update(_containers())
+
+
+def _held() -> tuple[Param, ...]:
+    """The arguments of a tensor a graph holds (``Parameter``, ``Buffer``)."""
+    optional: TypeSpec = {"union": ["float", "null"]}
+    return (
+        Param("shape", {"list": "int"}, "The tensor's full shape (it has no batch dimension)."),
+        Param(
+            "init",
+            {"enum": ["zeros", "ones", "constant", "normal", "trunc_normal", "arange"]},
+            "Its initial values: constant reads value, normal and trunc_normal (torch.nn.init) "
+            "read mean and std, arange counts 0, 1, ... in order.",
+            "zeros",
+        ),
+        Param("value", optional, "The value of init: constant.", None),
+        Param("mean", optional, "The mean of init: normal or trunc_normal; null: 0.", None),
+        Param(
+            "std",
+            optional,
+            "The standard deviation of init: normal or trunc_normal; null: 1.",
+            None,
+        ),
+        Param("dtype", {"enum": list(DTYPES)}, "Element type.", "float32"),
+    )
 
 
 def _ops() -> list[TypeDef]:
@@ -448,19 +481,117 @@ def _ops() -> list[TypeDef]:
             ),
             "Takes one position along a dimension: x.select(dim, index), e.g. the last time step.",
         ),
+        (
+            "Parameter",
+            _held(),
+            "A learned tensor held by the graph under the node's name (no input, no batch dimension): nn.Parameter.",
+        ),
+        (
+            "Buffer",
+            (
+                *_held(),
+                Param(
+                    "persistent",
+                    "bool",
+                    "Whether the buffer is part of the module's state_dict.",
+                    True,
+                ),
+            ),
+            "A tensor held by the graph under the node's name that is not learned (no input, no batch dimension): a registered buffer.",
+        ),
+        (
+            "Expand",
+            (),
+            "Gives a tensor without a batch dimension (first input, whose first dimension is 1) the batch of the second input: x.expand(like.shape[0], -1, ...).",
+        ),
+        (
+            "Arange",
+            (Param("dim", "int", "The dimension whose size counts the positions, batch is 0.", 1),),
+            "The positions 0..n-1 of a dimension of its input, n = x.shape[dim]: torch.arange(n), int64, without a batch dimension.",
+        ),
+        (
+            "CausalMask",
+            (
+                Param("dim", "int", "The sequence dimension T, batch is 0.", 1),
+                Param(
+                    "dtype",
+                    {"enum": list(CAUSAL_DTYPES)},
+                    "bool: true where hidden; a float dtype: -inf where hidden, 0 elsewhere.",
+                    "bool",
+                ),
+            ),
+            "The [T, T] mask that hides later positions (above the diagonal), without a batch dimension.",
+        ),
+        (
+            "ScaledDotProductAttention",
+            (
+                Param(
+                    "is_causal",
+                    "bool",
+                    "Hide later keys from each query (no mask input then).",
+                    False,
+                ),
+                Param(
+                    "scale",
+                    {"union": ["float", "null"]},
+                    "The factor of the scores; null: 1 / sqrt(E).",
+                    None,
+                ),
+                Param(
+                    "dropout_p",
+                    "float",
+                    "Dropout probability of the weights, in training only.",
+                    0.0,
+                ),
+            ),
+            "torch.nn.functional.scaled_dot_product_attention of (query, key, value[, mask]); a bool mask is true where attended.",
+        ),
+        (
+            "Chunk",
+            (
+                Param(
+                    "chunks", "int", "How many pieces (fewer when the size does not allow them)."
+                ),
+                Param("dim", "int", "The dimension to cut, batch is 0."),
+            ),
+            "Cuts a tensor into pieces along dim (torch.chunk): a tuple, pick a piece with Select.",
+        ),
+        (
+            "MatMul",
+            (),
+            "Matrix product of its two inputs (torch.matmul, a @ b), e.g. of a batch and a learned matrix.",
+        ),
+        (
+            "StochasticDepth",
+            (
+                Param("p", "float", "Probability of dropping the input (zeroing it) in training."),
+                Param(
+                    "mode",
+                    {"enum": ["row", "batch"]},
+                    "row: each sample is dropped or kept; batch: the whole batch at once.",
+                ),
+            ),
+            "Drops its input at random in training and scales the rest by 1 / (1 - p) (torchvision.ops.StochasticDepth); the identity in eval mode. A residual branch's.",
+        ),
     ]
     rules = all_rules()
     return [
         TypeDef(
             name,
             "op",
-            params,
+            _ranged(params, rules[name]),
             doc,
             rules[name],
             factory=_torch_attr("specnet._build.ops", name),
         )
         for name, params, doc in specs
     ]
+
+
+def _ranged(params: tuple[Param, ...], rule: Rule) -> tuple[Param, ...]:
+    """An op's arguments with the ranges its rule (or every layer) gives them."""
+    ranges = {**COMMON_RANGES, **rule.ranges}
+    return tuple(dataclasses.replace(p, range=ranges.get(p.name, p.range)) for p in params)
 
 
 def _from_catalog(section: str, kind: Kind, module: str) -> Registry:

@@ -20,6 +20,7 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from .expr import INDEX, MAX_EXPRESSION
 from .limits import MAX_LAYERS, MAX_NAME
 from .registry import (
     CONTAINERS,
@@ -35,25 +36,57 @@ from .registry import (
 from .spec import DTYPES
 from .trainspec import TrainSpec, datasets, transforms
 from .types import json_schema
-from .validate.context import LAYER_NAME, NODE_KEYS, PARAM_NAME, SPEC_NAME
+from .validate.context import LAYER_NAME, NODE_KEYS, PARAM_NAME, SPEC_NAME, TEMPLATE_NAME
 
 __all__ = ["build_schema", "schema_text"]
 
 _DEFS = "#/definitions/"
 _PARAM_REF = {
     "type": "string",
-    "pattern": r"^\$[A-Za-z_][A-Za-z0-9_]*$",
-    "description": "A block parameter, replaced by its value where the block is used.",
+    "pattern": r"\$[A-Za-z_]",
+    "maxLength": MAX_EXPRESSION,
+    "description": "A parameter ($name), replaced by its value, or an expression that uses "
+    "parameters ($planes * 4, ($k - 1) // 2, make_divisible($c * $width, 8)).",
+}
+_INDEX_REF = {
+    "type": "string",
+    "pattern": r"^(?:[^$]|\$index(?![A-Za-z0-9_]))*\$index(?:[^$]|\$index(?![A-Za-z0-9_]))*$",
+    "maxLength": MAX_EXPRESSION,
+    "description": "An expression of a copy's number, $index (inside a node with repeat or for).",
 }
 _REPEAT = {
-    "type": "integer",
-    "minimum": 1,
-    "maximum": MAX_LAYERS,
-    "description": "Repeat this layer: N fresh copies in a row (inside a list), or an nn.Sequential of N copies.",
+    "anyOf": [
+        {"type": "integer", "minimum": 0, "maximum": MAX_LAYERS},
+        {"$ref": _DEFS + "param"},
+    ],
+    "description": "Repeat this layer: N fresh copies in a row (inside a list), side by side "
+    "(a name with {...} parts), or an nn.Sequential of N copies; $index is the copy's number.",
+}
+_FOR = {
+    "anyOf": [
+        {"type": "array", "items": {"type": "object"}, "maxItems": MAX_LAYERS},
+        {"$ref": _DEFS + "param"},
+    ],
+    "description": "A table: one copy of this node per row, the row's keys added to its "
+    "arguments; $index is the row's number.",
+}
+_IF = {
+    "anyOf": [{"type": "boolean"}, {"$ref": _DEFS + "param"}],
+    "description": "Leave this node out when false (in a Graph its name then stands for its first input).",
+}
+_SPLICE = {
+    "type": "boolean",
+    "description": "Put this Sequential's layers straight into the parent, continuing its "
+    "numbering or names.",
+}
+_CALL = {
+    "type": "object",
+    "description": "Keyword arguments of the layer's forward: constants, or names of graph nodes.",
 }
 _INPUT = {
-    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
-    "description": "Graph nodes only: the name(s) of the node's input(s). Default: the node before it.",
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+    "description": "Graph nodes only: the name(s) of the node's input(s). Default: the node "
+    "before it (none for a type that takes no input, such as Parameter).",
 }
 
 
@@ -68,11 +101,33 @@ def _param_doc(t: TypeDef, p: Param) -> str:
     return f"{doc} Default: {json.dumps(p.default)}."
 
 
-def _arg_schema(t: TypeDef, p: Param, variant: str) -> dict[str, Any]:
+_SCALARS = ("integer", "number", "boolean", "string")
+
+
+def _with_params(schema: Any, param: str) -> Any:
+    """``schema`` where every value, and every item of a list, may also be a parameter or an
+    expression (``shape: [1, 1, $hidden]``)."""
+    if isinstance(schema, list):
+        return [_with_params(s, param) for s in schema]
+    if not isinstance(schema, dict) or "$ref" in schema:
+        return schema
+    out = {
+        k: _with_params(v, param) if k in ("anyOf", "oneOf", "items") else v
+        for k, v in schema.items()
+    }
+    if out.get("type") in (*_SCALARS, "array"):
+        return {"anyOf": [out, {"$ref": _DEFS + param}]}
+    return out
+
+
+def _arg_schema(t: TypeDef, p: Param, variant: str, node: bool) -> dict[str, Any]:
     inner = json_schema(p.type, _DEFS + f"{variant}node", p.range)
-    inner = {k: v for k, v in inner.items()} if "$ref" not in inner else inner
-    if variant == "open":
-        inner = {"anyOf": [inner, {"$ref": _DEFS + "param"}]}
+    if node:  # a layer's values may be expressions; the train: section's are plain values
+        # Without blocks or params, the only name an expression may use is a copy's $index.
+        param = "param" if variant == "open" else "index"
+        inner = _with_params(inner, param)
+        if not (isinstance(inner, dict) and "anyOf" in inner and len(inner) == 1):
+            inner = {"anyOf": [inner, {"$ref": _DEFS + param}]}
     if "$ref" in inner:
         return {"allOf": [inner], "description": _param_doc(t, p)}
     return {**inner, "description": _param_doc(t, p)}
@@ -81,14 +136,16 @@ def _arg_schema(t: TypeDef, p: Param, variant: str) -> dict[str, Any]:
 def _object(t: TypeDef, variant: str, node_keys: bool = True) -> dict[str, Any]:
     props: dict[str, Any] = {"type": {"const": t.name, "description": t.doc or t.name}}
     if node_keys:
-        props["repeat"] = (
-            {"anyOf": [_REPEAT, {"$ref": _DEFS + "param"}], "description": _REPEAT["description"]}
-            if variant == "open"
-            else _REPEAT
-        )
+        props["repeat"] = _REPEAT
+        props["for"] = _FOR
+        props["if"] = _IF
+        props["splice"] = _SPLICE
+        call = _call(t)
+        if call is not None:
+            props["call"] = call
         props["input"] = _INPUT
     for p in t.params:
-        props[p.name] = _arg_schema(t, p, variant)
+        props[p.name] = _arg_schema(t, p, variant, node_keys)
         if t.kind == "container" and p.name in ("layers", "nodes"):
             _name_children(props[p.name], t.name)
     required = ["type", *(n for n in t.required())]
@@ -100,6 +157,26 @@ def _object(t: TypeDef, variant: str, node_keys: bool = True) -> dict[str, Any]:
         "required": required,
         "additionalProperties": False,
     }
+
+
+def _call(t: TypeDef) -> dict[str, Any] | None:
+    """The ``call:`` of a layer whose ``forward`` takes keyword arguments (its rule's)."""
+    call = t.rule.call if t.rule is not None else None
+    if call is None:
+        return None
+    props: dict[str, Any] = {}
+    for name, kw in call.keywords.items():
+        value = (
+            {"anyOf": [{"type": "string", "pattern": LAYER_NAME.pattern}, {"type": "null"}]}
+            if kw.tensor
+            else json_schema(kw.type, _DEFS + "node")
+        )
+        what = "A graph node's name (a tensor), or null. " if kw.tensor else ""
+        props[name] = {
+            "anyOf": [value, {"$ref": _DEFS + "param"}],
+            "description": f"{what}{kw.doc} Default: {json.dumps(kw.default)}.",
+        }
+    return {**_CALL, "properties": props, "additionalProperties": False}
 
 
 def _name_children(schema: Any, container: str) -> None:
@@ -115,12 +192,14 @@ def _name_children(schema: Any, container: str) -> None:
 
 
 def _child_names(container: str) -> dict[str, Any]:
+    pattern = LAYER_NAME.pattern if container == "Graph" else f"^{TEMPLATE_NAME.pattern}$"
     return {
         "type": "string",
-        "pattern": LAYER_NAME.pattern,
+        "pattern": pattern,
         "not": {"enum": sorted(attributes(container))},
-        "description": f"A child's name: letters, digits and '_', and not an attribute "
-        f"that the built {container} already has.",
+        "description": "A child's name: letters, digits, '_' and '-'"
+        + ("" if container == "Graph" else " (and {expression} parts, filled in for each copy)")
+        + f", and not an attribute that the built {container} already has.",
     }
 
 
@@ -207,12 +286,21 @@ def _train(defs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _tensor() -> dict[str, Any]:
+def _tensor(named: bool = False) -> dict[str, Any]:
+    """An input's schema; one of several ``named`` inputs may say ``batch: false``."""
+    batch = {
+        "batch": {
+            "type": "boolean",
+            "description": "false: the input has no batch dimension (a mask, a table), its "
+            "shape is its full shape. Default: true.",
+        }
+    }
     shape = {
         "type": "array",
-        "items": {"type": "integer", "minimum": 1},
+        "items": {"anyOf": [{"type": "integer", "minimum": 1}, {"$ref": _DEFS + "param"}]},
         "minItems": 1,
-        "description": "Shape of ONE sample, without the batch dimension, e.g. [1, 28, 28].",
+        "description": "Shape of ONE sample, without the batch dimension, e.g. [1, 28, 28] "
+        "(a size may be a model parameter: [3, $resolution, $resolution]).",
     }
     return {
         "anyOf": [
@@ -226,6 +314,7 @@ def _tensor() -> dict[str, Any]:
                         "enum": list(DTYPES),
                         "description": "Element type. Default: float32.",
                     },
+                    **(batch if named else {}),
                 },
                 "additionalProperties": False,
             },
@@ -238,7 +327,7 @@ def build_schema() -> dict[str, Any]:
     reg = layers()
     all_types = [*CONTAINERS.values(), *(reg[n] for n in sorted(reg))]
     names = [t.name for t in all_types]
-    defs: dict[str, Any] = {"param": _PARAM_REF}
+    defs: dict[str, Any] = {"param": _PARAM_REF, "index": _INDEX_REF}
     for variant in ("", "open"):
         prefix = f"{variant}layer." if variant else "layer."
         for t in all_types:
@@ -269,19 +358,24 @@ def build_schema() -> dict[str, Any]:
     for container in ("Sequential", "ModuleDict", "Graph"):
         defs[f"names.{container}"] = _child_names(container)
     defs["tensor"] = _tensor()
+    defs["namedtensor"] = _tensor(named=True)
+    defs["params"] = {
+        "type": "object",
+        "description": "Parameter names: a type name (int, float, bool, str, list, any) makes one required; any other value is its default.",
+        "additionalProperties": True,
+        "propertyNames": {
+            "pattern": f"^{PARAM_NAME.pattern}$",
+            "not": {"enum": [*NODE_KEYS, INDEX]},
+        },
+    }
     defs["block"] = {
         "type": "object",
         "description": "A reusable sub-network with parameters; use it as {type: <block name>, <param>: <value>}.",
         "required": ["body"],
         "properties": {
             "params": {
-                "type": "object",
-                "description": "Parameter names: a type name (int, float, bool, str, list, any) makes one required; any other value is its default.",
-                "additionalProperties": True,
-                "propertyNames": {
-                    "pattern": f"^{PARAM_NAME.pattern}$",
-                    "not": {"enum": list(NODE_KEYS)},
-                },
+                "allOf": [{"$ref": _DEFS + "params"}],
+                "description": "The block's parameters ($name in its body).",
             },
             "body": {
                 "allOf": [{"$ref": _DEFS + "opennode"}],
@@ -313,11 +407,22 @@ def build_schema() -> dict[str, Any]:
                     {
                         "type": "object",
                         "not": {"required": ["shape"]},
-                        "additionalProperties": {"$ref": _DEFS + "tensor"},
+                        "additionalProperties": {"$ref": _DEFS + "namedtensor"},
                         "minProperties": 1,
                     },
                 ],
             },
+            "params": {
+                "allOf": [{"$ref": _DEFS + "params"}],
+                "description": "The model's parameters ($name in the model and in every block).",
+            },
+            "variants": {
+                "type": "object",
+                "description": "Named sets of values for the model's params, chosen with "
+                "--variant NAME, variant= in Python, or the 'variant' key.",
+                "additionalProperties": {"type": "object"},
+            },
+            "variant": {"type": "string", "description": "The variant built by default."},
             "blocks": {
                 "type": "object",
                 "description": "Reusable sub-networks with parameters, by name.",
@@ -327,7 +432,7 @@ def build_schema() -> dict[str, Any]:
             "train": {"$ref": _DEFS + "train"},
         },
         "additionalProperties": False,
-        "if": {"required": ["blocks"]},
+        "if": {"anyOf": [{"required": ["blocks"]}, {"required": ["params"]}]},
         "then": {"properties": {"model": {"$ref": _DEFS + "opennode"}}},
         "else": {"properties": {"model": {"$ref": _DEFS + "node"}}},
         "definitions": defs,

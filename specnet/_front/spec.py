@@ -24,6 +24,7 @@ __all__ = [
     "ModuleDict",
     "ModuleList",
     "Node",
+    "NodeRef",
     "Sequential",
     "Spec",
     "TensorSpec",
@@ -76,10 +77,25 @@ class ModuleDict(Node):
 
 
 @dataclass(frozen=True)
+class NodeRef:
+    """A graph node's (or input's) value passed as a keyword argument (``call: {attn_mask:
+    mask}``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class GraphNode:
     name: str
     node: Node
     inputs: tuple[str, ...]
+    call: tuple[tuple[str, Any], ...] = ()
+    """Keyword arguments of the node's ``forward`` (a layer's): constants, or :class:`NodeRef`."""
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The names whose values the node reads: its inputs, then its keyword tensors."""
+        return (*self.inputs, *(v.name for _, v in self.call if isinstance(v, NodeRef)))
 
 
 @dataclass(frozen=True)
@@ -89,15 +105,23 @@ class Graph(Node):
     outputs: tuple[str, ...]
     tuple_output: bool
     """Whether the graph returns a tuple (``output`` was a list)."""
+    train_outputs: tuple[str, ...] = ()
+    """What the graph returns in training mode (``train_output``), if that differs."""
+    train_tuple: bool = False
+    """Whether it returns a tuple in training mode (``train_output`` was a list)."""
 
 
 class TensorSpec(BaseModel):
-    """Shape (of one sample, no batch dimension) and dtype of a model input."""
+    """Shape (of one sample, no batch dimension) and dtype of a model input.
+
+    An input declared ``batch: false`` has no batch dimension: ``shape`` is its full shape.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     shape: tuple[int, ...]
     dtype: str = "float32"
+    batch: bool = True
 
 
 class Spec(BaseModel):
@@ -115,6 +139,18 @@ class Spec(BaseModel):
     data: dict[str, Any]
     """The spec as written (blocks unexpanded), for run folders and checkpoints."""
     source: SourceMap
+
+    @property
+    def variant(self) -> str | None:
+        """The variant chosen (``variant:``, ``--variant``, ``variant=``), if any."""
+        chosen = self.data.get("variant") if isinstance(self.data, dict) else None
+        return chosen if isinstance(chosen, str) else None
+
+    @property
+    def variants(self) -> list[str]:
+        """The names of the spec's ``variants:``."""
+        found = self.data.get("variants") if isinstance(self.data, dict) else None
+        return [str(v) for v in found] if isinstance(found, dict) else []
 
     @property
     def input(self) -> TensorSpec:

@@ -182,6 +182,13 @@ class TrainSpec(BaseModel):
     clip_grad_norm: float | None = Field(
         None, gt=0, description="Clip the gradients' total norm to this value."
     )
+    loss_weights: tuple[float, ...] | None = Field(
+        None,
+        min_length=1,
+        description="For a model that returns several outputs in training (a Graph's "
+        "train_output): the loss is the sum of weight * loss(output, targets) over them, "
+        "e.g. [1.0, 0.3, 0.3] for GoogLeNet's main output and auxiliary heads.",
+    )
     compile: bool = Field(False, description="Run the model through torch.compile.")
     data_on_device: bool = Field(
         False,
@@ -387,6 +394,8 @@ def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
                 ok = False
             else:
                 values[k] = tuple(v)
+        elif k == "loss_weights" and isinstance(v, list):
+            values[k] = tuple(v)
         else:
             values[k] = v
     try:

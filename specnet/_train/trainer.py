@@ -458,6 +458,27 @@ class Trainer:
             given["data_name"] = t.data.type
         return cls(model, **{**settings, **given, **overrides})
 
+    def _training_loss(self, out: Any, y: Any) -> torch.Tensor:
+        """The loss of a training step: of the output, or the weighted sum of the losses of
+        the outputs a model returns in training (``train.loss_weights``: a Graph's
+        ``train_output`` with auxiliary heads)."""
+        weights = self.settings.loss_weights
+        if isinstance(out, torch.Tensor) and weights is None:
+            return self.loss_fn(out, y)
+        n = len(out) if isinstance(out, (tuple, list)) else 1
+        if weights is None or len(weights) != n or not isinstance(out, (tuple, list)):
+            given = "none" if weights is None else f"{len(weights)}"
+            raise self._error(
+                "loss_weights",
+                f"the model returns {n} output(s) in training and loss_weights gives {given}: "
+                "give one weight per output (e.g. [1.0, 0.3, 0.3] for a main output and two "
+                "auxiliary heads), or leave loss_weights out for a model with one output",
+            )
+        total: torch.Tensor = sum(  # type: ignore[assignment]
+            w * self.loss_fn(o, y) for w, o in zip(weights, out, strict=True)
+        )
+        return total
+
     def _error(self, key: str, msg: str) -> TrainingError | SpecValidationError:
         """An error about the setting ``key``: located in the spec when the trainer has one."""
         if self.source is None:
@@ -935,7 +956,7 @@ class Trainer:
             )
             with self.strategy.no_sync(will_step):
                 with self._autocast():
-                    loss = self.loss_fn(self._call(x), y)
+                    loss = self._training_loss(self._call(x), y)
                 raw = loss.detach()
                 # This process's share of the global batch's loss (several processes).
                 weight = self.strategy.loss_weight(order, st.batch_in_epoch, self._loss_reduction)

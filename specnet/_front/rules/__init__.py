@@ -18,6 +18,7 @@ from . import (
     recurrent,
     resample,
     reshape,
+    tensors,
 )
 from .base import Rule, RuleSet
 
@@ -36,6 +37,7 @@ FAMILIES: tuple[RuleSet, ...] = (
     embedding.rules,
     recurrent.rules,
     attention.rules,
+    tensors.rules,
 )
 
 

@@ -19,6 +19,10 @@ Conventions, since specnet's batch dimension is always first and implicit:
   per-sample rank that makes the real tensor batched, so torch never mistakes
   the batch for a channel dimension (pools and pads, which treat every channel
   alike, also take a sample without its channel dimension);
+- a value may have no batch dimension (a learned tensor, a position range, a mask, a
+  graph input declared ``batch: false``): its ``shape`` is then the whole tensor's.
+  Only rules registered with ``unbatched=True`` see such values (the layers that treat
+  every leading dimension alike, and the ops that combine them with batched ones);
 - RNN/LSTM/GRU hidden states are described per sample as
   ``(num_layers * directions, hidden)``; in the real tensors torch puts the
   batch at dimension 1 there (``h_n`` is ``(D * num_layers, N, H)`` even with
@@ -35,12 +39,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, Union
 
 from ..limits import MAX_INPUTS, MAX_LAYERS
-from ..types import Range
+from ..types import Range, TypeSpec
 
 __all__ = [
     "COMMON_RANGES",
     "MAX_INPUTS",
     "MAX_LAYERS",
+    "Call",
+    "Keyword",
     "Out",
     "Range",
     "Rule",
@@ -55,23 +61,34 @@ __all__ = [
 
 @dataclass(frozen=True)
 class TensorType:
-    """A tensor flowing through the model: the shape of one sample and its dtype."""
+    """A tensor flowing through the model: the shape of one sample and its dtype.
+
+    A tensor without a batch dimension (``batched=False``) has its whole shape here.
+    """
 
     shape: tuple[int, ...]
     dtype: str = "float32"
+    batched: bool = True
 
     def __str__(self) -> str:
         dims = ", ".join(str(d) for d in self.shape)
-        return f"[{dims}]" if self.dtype.startswith("float") else f"[{dims}] {self.dtype}"
+        text = f"[{dims}]" if self.dtype.startswith("float") else f"[{dims}] {self.dtype}"
+        return text if self.batched else f"{text} (no batch)"
 
 
 Value = Union[TensorType, tuple["Value", ...]]  # noqa: UP007
-"""A tensor, or a tuple of values (e.g. an LSTM's ``(output, (h, c))``)."""
+"""A tensor, or a tuple of values (e.g. an LSTM's ``(output, (h, c))``); the empty tuple
+stands for ``None`` (MultiheadAttention's weights with ``need_weights: false``)."""
+
+NONE: Value = ()
+"""The value of an output that is ``None``."""
 
 
 def show(v: Value) -> str:
     if isinstance(v, TensorType):
         return str(v)
+    if v == NONE:
+        return "None"
     return "(" + ", ".join(show(x) for x in v) + ")"
 
 
@@ -96,6 +113,33 @@ class Out:
 
 
 RuleFn = Callable[[dict[str, Any], list[Value]], Out]
+
+
+@dataclass(frozen=True)
+class Keyword:
+    """A keyword argument of a layer's ``forward`` that a graph node's ``call:`` may give."""
+
+    doc: str
+    type: TypeSpec = "bool"
+    """The type of a constant; ignored for a tensor."""
+    default: Any = None
+    tensor: bool = False
+    """The value is a tensor: the name of a graph node (or ``null``)."""
+
+
+CallCheck = Callable[[dict[str, Any], list[Value], dict[str, Any], Out], Out]
+"""``(args, inputs, keywords, out) -> out``: checks the keyword arguments (every one, the
+defaults filled in; a tensor's is its value, or ``None``) against the layer's arguments and
+inputs, and returns the rule's answer, changed where a keyword changes the output. A
+:class:`ShapeMismatch` names the keyword at fault as its ``arg``."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """The keyword arguments of a layer's ``forward`` that ``call:`` may give, and their check."""
+
+    keywords: Mapping[str, Keyword]
+    check: CallCheck
 
 
 SIZE = Range(1)
@@ -140,6 +184,14 @@ class Rule:
     """Ranges torch's constructor enforces, by argument (checked by validation)."""
     stateless: bool = False
     """The layer holds no parameters (so it may serve as a ModuleList's ``between``)."""
+    fresh: bool = False
+    """Its output is a new tensor that its backward never reads, so the one operation that
+    reads it next may write its result into it (``out += identity`` after a BatchNorm)."""
+    unbatched: bool = False
+    """The rule accepts values without a batch dimension (and gives its output none where
+    torch does); for the others, shape inference refuses them before the rule runs."""
+    call: Call | None = None
+    """The ``forward`` keyword arguments a graph node's ``call:`` may give."""
 
 
 Args = dict[str, Any]
@@ -166,13 +218,17 @@ class RuleSet:
         inputs: tuple[int, int | None] = (1, 1),
         ranges: Mapping[str, Range] | None = None,
         stateless: bool | None = None,
+        fresh: bool = False,
+        unbatched: bool = False,
+        call: Call | None = None,
     ) -> Callable[[RuleFn], RuleFn]:
         """Register ``fn`` as the shape rule of the layer types ``names``."""
         holds = self.stateless if stateless is None else stateless
 
         def add(fn: RuleFn) -> RuleFn:
             for name in names:
-                self._add(name, Rule(fn, infers, inputs, dict(ranges or {}), holds))
+                rule = Rule(fn, infers, inputs, dict(ranges or {}), holds, fresh, unbatched, call)
+                self._add(name, rule)
             return fn
 
         return add
@@ -185,14 +241,18 @@ class RuleSet:
         inputs: tuple[int, int | None] = (1, 1),
         ranges: Mapping[str, Range] | None = None,
         stateless: bool | None = None,
+        fresh: bool = False,
+        unbatched: bool = False,
+        call: Call | None = None,
     ) -> Callable[[FamilyFn[P]], FamilyFn[P]]:
         """Register ``fn(name, table[name], args, inputs)`` as the rule of each name in ``table``."""
         holds = self.stateless if stateless is None else stateless
 
         def add(fn: FamilyFn[P]) -> FamilyFn[P]:
             for name, param in table.items():
-                rule = Rule(_bind(fn, name, param), infers, inputs, dict(ranges or {}), holds)
-                self._add(name, rule)
+                bound = _bind(fn, name, param)
+                ranged = dict(ranges or {})
+                self._add(name, Rule(bound, infers, inputs, ranged, holds, fresh, unbatched, call))
             return fn
 
         return add
@@ -216,11 +276,22 @@ def _bind(fn: FamilyFn[P], name: str, param: P) -> RuleFn:
 
 
 def tensor(v: Value, what: str = "input") -> TensorType:
+    if v == NONE:
+        raise ShapeMismatch(f"{what} is None, not a tensor")
     if not isinstance(v, TensorType):
         raise ShapeMismatch(
             f"{what} is a tuple {show(v)}, not a tensor; pick an element with Select"
         )
     return v
+
+
+def batched(v: Value, layer: str, what: str = "input") -> TensorType:
+    """A tensor input that must have the batch dimension (for rules that take unbatched
+    values in some inputs only)."""
+    x = tensor(v, what)
+    if not x.batched:
+        raise ShapeMismatch(f"{layer}'s {what} {x} has no batch dimension")
+    return x
 
 
 def ntuple(value: Any, n: int) -> tuple[int, ...]:
@@ -398,3 +469,42 @@ def _broadcast(layer: str, xs: Sequence[TensorType]) -> tuple[int, ...]:
             raise ShapeMismatch(f"{layer} inputs differ: {shapes}")
         out = [max(a, b) for a, b in zip(out, x.shape, strict=True)]
     return tuple(out)
+
+
+def _aligned(layer: str, xs: Sequence[TensorType]) -> TensorType:
+    """torch broadcasting of tensors with and without a batch dimension (shape only; the
+    dtype is the first's). Batched tensors have equal ranks (:func:`_broadcast`); one without
+    a batch is aligned with them from the right, its leading dimension meeting the batch
+    only if it is 1. Without any batched tensor: torch's broadcasting of the whole shapes."""
+    shapes = " and ".join(str(v) for v in xs)
+    with_batch = [x for x in xs if x.batched]
+    if not with_batch:
+        rank = max(len(x.shape) for x in xs)
+        out = [1] * rank
+        for x in xs:
+            for i, d in enumerate(x.shape, start=rank - len(x.shape)):
+                if d != out[i] and 1 not in (d, out[i]):
+                    raise ShapeMismatch(f"{layer} inputs differ: {shapes}")
+                out[i] = max(d, out[i])
+        return TensorType(tuple(out), xs[0].dtype, batched=False)
+    sample = list(_broadcast(layer, with_batch))
+    for u in (x for x in xs if not x.batched):
+        trailing = u.shape
+        if len(u.shape) > len(sample) + 1:
+            raise ShapeMismatch(
+                f"{layer}: {u} has more dimensions than the batched {with_batch[0]} with its "
+                f"batch, so it would add dimensions in front of the batch ({shapes})"
+            )
+        if len(u.shape) == len(sample) + 1:
+            if u.shape[0] != 1:
+                raise ShapeMismatch(
+                    f"{layer}: the first dimension of {u} meets the batch of "
+                    f"{with_batch[0]} and must be 1, not {u.shape[0]} ({shapes})"
+                )
+            trailing = u.shape[1:]
+        start = len(sample) - len(trailing)
+        for i, d in enumerate(trailing, start=start):
+            if d != sample[i] and 1 not in (d, sample[i]):
+                raise ShapeMismatch(f"{layer} inputs differ: {shapes}")
+            sample[i] = max(d, sample[i])
+    return TensorType(tuple(sample), xs[0].dtype)

@@ -12,6 +12,7 @@ from .base import (
     ShapeMismatch,
     TensorType,
     Value,
+    _aligned,
     _broadcast,
     _dim,
     _min_rank,
@@ -27,20 +28,59 @@ def _tensors(inputs: list[Value]) -> list[TensorType]:
     return [tensor(v, f"input {i + 1}") for i, v in enumerate(inputs)]
 
 
-@rules.rule("Add", inputs=(2, MAX_INPUTS))
+@rules.rule("Add", inputs=(2, MAX_INPUTS), unbatched=True)
 def add(args: Args, inputs: list[Value]) -> Out:
-    """Broadcasts its inputs (same number of dimensions, each equal or 1)."""
+    """Broadcasts its inputs (batched ones: same number of dimensions, each equal or 1;
+    one without a batch is aligned from the right, as torch does)."""
     xs = _tensors(inputs)
-    shape = _broadcast("Add", xs)
-    return Out(TensorType(shape, _promote(xs)), args)
+    out = _aligned("Add", xs)
+    return Out(TensorType(out.shape, _promote(xs), out.batched), args)
 
 
-@rules.rule("Mul", inputs=(2, MAX_INPUTS))
+@rules.rule("Mul", inputs=(2, MAX_INPUTS), unbatched=True)
 def mul(args: Args, inputs: list[Value]) -> Out:
-    """Broadcasts its inputs (same number of dimensions, each equal or 1)."""
+    """Broadcasts its inputs, as ``Add`` does."""
     xs = _tensors(inputs)
-    shape = _broadcast("Mul", xs)
-    return Out(TensorType(shape, _promote(xs)), args, prod(shape) * (len(xs) - 1))
+    out = _aligned("Mul", xs)
+    macs = prod(out.shape) * (len(xs) - 1)
+    return Out(TensorType(out.shape, _promote(xs), out.batched), args, macs)
+
+
+_BATCH = -1
+"""The batch dimension among the sizes of a whole tensor (:func:`matmul`)."""
+
+
+@rules.rule("MatMul", inputs=(2, 2), unbatched=True)
+def matmul(args: Args, inputs: list[Value]) -> Out:
+    """``a @ b`` (torch.matmul) of two floating-point tensors of one dtype, with or without
+    a batch (``x @ weight``); the batch must neither be contracted nor move from the front."""
+    a, b = _tensors(inputs)
+    if a.dtype != b.dtype or a.dtype not in _FLOATS:
+        raise ShapeMismatch(f"MatMul needs floating-point inputs of one dtype, got {a} and {b}")
+    x, y = ((_BATCH, *t.shape) if t.batched else t.shape for t in (a, b))
+    if len(x) < 1 or len(y) < 1:
+        raise ShapeMismatch(f"MatMul needs inputs of at least one dimension, got {a} and {b}")
+    rows, cols = (x[-2],) if len(x) > 1 else (), (y[-1],) if len(y) > 1 else ()
+    inner, other = x[-1], y[-2] if len(y) > 1 else y[-1]
+    if _BATCH in (inner, other):
+        raise ShapeMismatch(f"MatMul of {a} and {b} would sum over the batch")
+    if inner != other:
+        raise ShapeMismatch(f"MatMul of {a} and {b}: {inner} columns meet {other} rows")
+    lead_x, lead_y = x[:-2], y[:-2]
+    lead: list[int] = []
+    for i in range(1, max(len(lead_x), len(lead_y)) + 1):
+        p = lead_x[-i] if i <= len(lead_x) else 1
+        q = lead_y[-i] if i <= len(lead_y) else 1
+        if p != q and 1 not in (p, q):
+            raise ShapeMismatch(f"MatMul inputs {a} and {b} differ in their leading dimensions")
+        lead.insert(0, q if p == 1 else p)
+    full = (*lead, *rows, *cols)
+    has_batch = a.batched or b.batched
+    if has_batch and (not full or full[0] != _BATCH or _BATCH in full[1:]):
+        raise ShapeMismatch(f"MatMul of {a} and {b} would move the batch from the front")
+    shape = full[1:] if has_batch else full
+    out = TensorType(tuple(shape), a.dtype, has_batch)
+    return Out(out, args, prod(shape) * inner)
 
 
 @rules.rule("Concat", inputs=(2, MAX_INPUTS))

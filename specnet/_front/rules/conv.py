@@ -49,7 +49,7 @@ def _conv_padding(args: Args, n: int, k: Sequence[int], d: Sequence[int]) -> tup
     return _ints(args, "padding", n)
 
 
-@rules.family({f"Conv{v}": n for n, v in _N.items()}, infers=("in_channels",))
+@rules.family({f"Conv{v}": n for n, v in _N.items()}, infers=("in_channels",), fresh=True)
 def conv(name: str, n: int, args: Args, inputs: list[Value]) -> Out:
     """torch's convolution arithmetic; ``padding: same`` keeps the size."""
     x = _float(inputs[0], name)

@@ -20,16 +20,25 @@ from .base import (
 rules = RuleSet(stateless=True)
 
 ELEMENTWISE = (
-    *("AlphaDropout", "Dropout", "FeatureAlphaDropout", "Identity", "Scale"),
+    *("AlphaDropout", "Dropout", "Identity", "Scale"),
     *("CELU", "ELU", "GELU", "Hardshrink", "Hardsigmoid", "Hardswish"),
     *("LeakyReLU", "LogSigmoid", "Mish", "RReLU", "ReLU", "ReLU6", "SELU", "SiLU"),
     *("Sigmoid", "Softplus", "Softshrink", "Softsign", "Tanh", "Tanhshrink", "Threshold"),
 )
+"""Layers acting on each element alike, so a tensor without a batch dimension is fine."""
 
 
-@rules.rule(*ELEMENTWISE)
+@rules.rule(*ELEMENTWISE, unbatched=True)
 def elementwise(args: Args, inputs: list[Value]) -> Out:
     """Elementwise layers keep the shape (Dropout in eval mode is the identity)."""
+    return Out(tensor(inputs[0]), args)
+
+
+@rules.rule("FeatureAlphaDropout", "StochasticDepth")
+def per_sample(args: Args, inputs: list[Value]) -> Out:
+    """Keep the shape; in training they drop whole channels or samples, so they need the
+    batch (StochasticDepth: torchvision's ``ops.StochasticDepth``, by ``mode`` a random
+    sample of the batch or the whole batch)."""
     return Out(tensor(inputs[0]), args)
 
 

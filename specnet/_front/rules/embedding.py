@@ -34,12 +34,13 @@ def _padding_idx(args: Args) -> None:
         )
 
 
-@rules.rule("Embedding")
+@rules.rule("Embedding", unbatched=True)
 def embedding(args: Args, inputs: list[Value]) -> Out:
-    """Integer indices (any shape) -> float32 vectors: adds ``embedding_dim``."""
+    """Integer indices (any shape, with or without a batch) -> float32 vectors: adds
+    ``embedding_dim``."""
     x = _indices(inputs[0], "Embedding")
     _padding_idx(args)
-    return Out(TensorType((*x.shape, args["embedding_dim"]), "float32"), args)
+    return Out(TensorType((*x.shape, args["embedding_dim"]), "float32", x.batched), args)
 
 
 @rules.rule("EmbeddingBag")

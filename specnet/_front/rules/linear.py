@@ -18,14 +18,16 @@ from .base import (
 rules = RuleSet()
 
 
-@rules.rule("Linear", infers=("in_features",))
+@rules.rule("Linear", infers=("in_features",), fresh=True, unbatched=True)
 def linear(args: Args, inputs: list[Value]) -> Out:
-    """Maps the last dimension to ``out_features``."""
+    """Maps the last dimension to ``out_features`` (the others alike, with or without a
+    batch)."""
     x = _float(inputs[0], "Linear")
     _min_rank(x, 1, "Linear", "..., in_features")
     _fill(args, "in_features", x.shape[-1], x)
     out = args["out_features"]
-    return Out(TensorType((*x.shape[:-1], out), x.dtype), args, prod(x.shape) * out)
+    y = TensorType((*x.shape[:-1], out), x.dtype, x.batched)
+    return Out(y, args, prod(x.shape) * out)
 
 
 @rules.rule("Bilinear", infers=("in1_features", "in2_features"), inputs=(2, 2))

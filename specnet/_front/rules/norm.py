@@ -20,17 +20,20 @@ from .base import (
 
 rules = RuleSet()
 
-_NORMS: dict[str, tuple[tuple[int, ...], str]] = {
+_BATCH_NORMS: dict[str, tuple[tuple[int, ...], str]] = {
     "BatchNorm1d": ((1, 2), "C or C, L"),
     "BatchNorm2d": ((3,), _LAYOUT[2]),
     "BatchNorm3d": ((4,), _LAYOUT[3]),
+}
+_INSTANCE_NORMS: dict[str, tuple[tuple[int, ...], str]] = {
     "InstanceNorm1d": ((2,), _LAYOUT[1]),
     "InstanceNorm2d": ((3,), _LAYOUT[2]),
     "InstanceNorm3d": ((4,), _LAYOUT[3]),
 }
 
 
-@rules.family(_NORMS, infers=("num_features",))
+@rules.family(_INSTANCE_NORMS, infers=("num_features",))
+@rules.family(_BATCH_NORMS, infers=("num_features",), fresh=True)
 def batch_norm(
     name: str, ranks: tuple[tuple[int, ...], str], args: Args, inputs: list[Value]
 ) -> Out:
@@ -62,7 +65,7 @@ def group_norm(args: Args, inputs: list[Value]) -> Out:
     return Out(x, args, prod(x.shape))
 
 
-@rules.family(dict.fromkeys(("LayerNorm", "RMSNorm")), infers=("normalized_shape",))
+@rules.family(dict.fromkeys(("LayerNorm", "RMSNorm")), infers=("normalized_shape",), unbatched=True)
 def layer_norm(name: str, _: None, args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape. Inferred ``normalized_shape`` is the last dimension ``[C]``;
     a given one must equal the trailing dimensions."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .base import (
+    NONE,
+    SIZE,
     Args,
     Out,
     RuleSet,
@@ -104,12 +106,33 @@ def index(args: Args, inputs: list[Value]) -> Out:
     return Out(TensorType(x.shape[:d] + x.shape[d + 1 :], x.dtype), args)
 
 
-@rules.rule("Select")
+@rules.rule("Chunk", ranges={"chunks": SIZE})
+def chunk(args: Args, inputs: list[Value]) -> Out:
+    """``x.chunk(chunks, dim)``: a tuple of pieces of ``ceil(size / chunks)`` along ``dim``
+    (not the batch, 0), the last one smaller, as many as that takes (maybe fewer than
+    ``chunks``)."""
+    x = tensor(inputs[0])
+    d = _dim(args["dim"], x)
+    size = x.shape[d]
+    step = -(-size // args["chunks"])
+    pieces = []
+    for start in range(0, size, step):
+        shape = list(x.shape)
+        shape[d] = min(step, size - start)
+        pieces.append(TensorType(tuple(shape), x.dtype))
+    return Out(tuple(pieces), args)
+
+
+@rules.rule("Select", unbatched=True)
 def select(args: Args, inputs: list[Value]) -> Out:
     """Element ``index`` of a tuple value, e.g. ``output`` of an LSTM's ``(output, (h, c))``."""
     v, i = inputs[0], args["index"]
+    if v == NONE:
+        raise ShapeMismatch("Select picks from a tuple, but its input is None")
     if isinstance(v, TensorType):
         raise ShapeMismatch(f"Select picks from a tuple, but its input is the tensor {v}")
     if not -len(v) <= i < len(v):
         raise ShapeMismatch(f"index {i} is out of range for {show(v)} ({len(v)} elements)", "index")
+    if v[i] == NONE:
+        raise ShapeMismatch(f"index {i} of {show(v)} picks None", arg="index")
     return Out(v[i], args)

@@ -10,12 +10,14 @@ import functools
 import json
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from ..errors import Path, did_you_mean, format_path
+from ..expr import INDEX, ExprError, bind, is_expression, names, parse
 from ..limits import MAX_EXPANDED, MAX_SUGGEST
 from ..registry import CONTAINERS, Param, TypeDef, layers
 from ..source import Document
@@ -24,7 +26,7 @@ from ..types import describe
 from .args import Arguments, args_model
 from .context import NODE_KEYS, PARAM_NAME, PARAM_REF, Ctx, TooLarge, placeholder, show
 
-__all__ = ["Block", "Blocks"]
+__all__ = ["Block", "Blocks", "substitute"]
 
 _BLOCK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PARAM_TYPES = {
@@ -61,6 +63,23 @@ class Blocks(Arguments):
         self.broken_blocks: set[str] = set()
         self.expanded = 0
         """Values copied into block bodies so far (bounded by MAX_EXPANDED)."""
+        self.globals: dict[str, Any] = {}
+        """The model's parameters (``params:``, the chosen variant), seen in every body."""
+        self.unset: set[str] = set()
+        """The model's parameters without a value (reported): placeholders everywhere."""
+        self.failures: set[str] = set()
+        """Expressions that could not be computed (reported), with the reason: an
+        expression copied on (a table's cell, a parameter) is not reported again."""
+
+    def failed_at(self, ctx: Ctx | None) -> Callable[[Path, str], None]:
+        """How substitution reports an expression it cannot compute."""
+
+        def failed(path: Path, msg: str) -> None:
+            if msg not in self.failures:
+                self.failures.add(msg)
+                self.error(path, msg, ctx=ctx)
+
+        return failed
 
     def define_blocks(self, raw: Any) -> None:
         path: Path = ("blocks",)
@@ -97,19 +116,30 @@ class Blocks(Arguments):
             params = self.block_params(definition.get("params", {}), (*bpath, "params"))
             if params is not None:
                 body = definition["body"]
+                seen = {k: v for k, v in self.globals.items() if k not in params}
+                if seen:  # the model's parameters, where the block's own do not hide them
+                    body = substitute(body, (*bpath, "body"), seen, self.failed_at(None))
                 self.blocks[name] = Block(name, params, body, bpath, size=_size(body))
             else:
                 self.broken_blocks.add(name)
         # Each body is checked once as written, with its parameters as placeholders.
         for block in self.blocks.values():
-            refs = self._check_refs(block.body, (*block.path, "body"), set(block.params))
-            block.unknown_refs.update(set(refs) - set(block.params))
+            known = set(block.params) | set(self.globals) | self.unset
+            refs = self.check_refs(block.body, (*block.path, "body"), known)
+            block.unknown_refs.update(set(refs) - known - {INDEX})
             block.refs.update(refs)
-            ctx = Ctx(placeholders=frozenset(block.params) | set(refs), blocks=(block.name,))
+            ctx = Ctx(
+                placeholders=frozenset(block.params) | (set(refs) - set(self.globals) - {INDEX}),
+                blocks=(block.name,),
+                env=self.globals,
+            )
             with contextlib.suppress(TooLarge):
                 self.node(block.body, (*block.path, "body"), ctx)
 
-    def block_params(self, raw: Any, path: Path) -> dict[str, Any] | None:
+    def block_params(
+        self, raw: Any, path: Path, what: str = "block parameter"
+    ) -> dict[str, Any] | None:
+        """``params:`` of a block (or of the model): name -> type or ``("default", value)``."""
         if raw is None:
             return {}
         if not isinstance(raw, dict):
@@ -120,11 +150,11 @@ class Blocks(Arguments):
             return None
         params: dict[str, Any] = {}
         for pname, spec in raw.items():
-            if not PARAM_NAME.fullmatch(pname) or pname in NODE_KEYS:
+            if not PARAM_NAME.fullmatch(pname) or pname in (*NODE_KEYS, INDEX):
                 self.error(
                     (*path, pname),
-                    f"'{pname}' cannot be a block parameter name (a letter, then letters, "
-                    f"digits and '_'; not {', '.join(NODE_KEYS)})",
+                    f"'{pname}' cannot be a {what} name (a letter, then letters, "
+                    f"digits and '_'; not {', '.join((*NODE_KEYS, INDEX))})",
                     key=True,
                 )
                 continue
@@ -134,27 +164,48 @@ class Blocks(Arguments):
                 params[pname] = ("default", spec)
         return params
 
-    def _check_refs(self, value: Any, path: Path, params: set[str]) -> Counter[str]:
-        """Every ``$name`` in a block body must name one of its parameters; returns the names
-        used, with how often."""
+    def check_refs(
+        self, value: Any, path: Path, params: set[str], what: str = "block parameter"
+    ) -> Counter[str]:
+        """Every ``$name`` in a block body (or the model) must name a parameter, and every
+        expression must read; returns the names used, with how often."""
         used: Counter[str] = Counter()
-        stack: list[tuple[Any, Path]] = [(value, path)]
+        # (value, path, is a key, the names known there or None: not checked)
+        stack: list[tuple[Any, Path, bool, set[str] | None]] = [(value, path, False, params)]
         while stack:
-            v, p = stack.pop()
-            if isinstance(v, str):
-                m = PARAM_REF.fullmatch(v)
-                if m:
-                    used[m.group(1)] += 1
-                if m and m.group(1) not in params:
+            v, p, key, known = stack.pop()
+            if isinstance(v, str) and "$" in v:
+                found = names(v)
+                used.update(found)
+                if not PARAM_REF.fullmatch(v) and not key:
+                    try:
+                        parse(v)
+                    except ExprError as exc:
+                        self.error(p, f"{exc.message} (in {v!r})")
+                unknown = found - known - {INDEX} if known is not None else set()
+                for name in sorted(unknown):
                     self.error(
                         p,
-                        f"unknown block parameter '{v}'"
-                        + did_you_mean(m.group(1), sorted(params)).replace("'", "'$", 1),
+                        f"unknown {what} '${name}'"
+                        + did_you_mean(name, sorted(known or ())).replace("'", "'$", 1),
+                        key=key,
                     )
             elif isinstance(v, dict):
-                stack.extend((x, (*p, k)) for k, x in v.items())
+                inner = known
+                rows = v.get("for")
+                if known is not None and rows is not None:  # a table's columns are names too
+                    if isinstance(rows, list) and all(isinstance(r, dict) for r in rows):
+                        inner = known | {k for r in rows for k in r if isinstance(k, str)}
+                    else:
+                        inner = None  # a table from a parameter: its columns are not known here
+                stack.extend(
+                    (k, (*p, k), True, inner) for k in v if isinstance(k, str) and "$" in k
+                )
+                stack.extend(
+                    (x, (*p, k), False, known if k == "for" else inner) for k, x in v.items()
+                )
             elif isinstance(v, list):
-                stack.extend((x, (*p, i)) for i, x in enumerate(v))
+                stack.extend((x, (*p, i), False, known) for i, x in enumerate(v))
         return used
 
     def block_use(self, block: Block, args: dict[str, Any], path: Path, ctx: Ctx) -> Node | None:
@@ -180,9 +231,11 @@ class Blocks(Arguments):
                 ok = False
             elif not placeholder(v, ctx):
                 values[k] = v
+        unknown = {k for k, v in args.items() if placeholder(v, ctx)}
         for pname, spec in block.params.items():
             if isinstance(spec, tuple):
-                values.setdefault(pname, spec[1])
+                if pname not in unknown:
+                    values.setdefault(pname, spec[1])
             elif pname in values:
                 try:
                     args_model(_param_typedef(block.name, pname, spec)).model_validate(
@@ -223,14 +276,21 @@ class Blocks(Arguments):
                 ctx=ctx,
             )
             raise TooLarge
-        body = _substitute(
-            block.body, body_path, values, {k: (*path, k) for k in args}, self.redirect
-        )
         use = f"in block '{block.name}' used at {self.where(path)} ({format_path(path)})"
         inner = Ctx(
-            placeholders=(ctx.placeholders - set(values)) | block.unknown_refs,
+            placeholders=frozenset(unknown | block.unknown_refs | (self.unset - set(values))),
             blocks=(*ctx.blocks, block.name),
             notes=(use, *ctx.notes),
+            env={**self.globals, **values},
+        )
+
+        body = _substitute(
+            block.body,
+            body_path,
+            values,
+            {k: (*path, k) for k in args},
+            self.redirect,
+            self.failed_at(inner),
         )
         node = self.node(body, body_path, inner)
         for p in [p for p in self.redirect if p[: len(body_path)] == body_path]:
@@ -267,7 +327,10 @@ def _substitute(
     values: dict[str, Any],
     use_paths: dict[str, Path],
     redirect: dict[Path, Path],
+    failed: Callable[[Path, str], None],
 ) -> Any:
+    """``value`` with the parameters in ``values`` substituted and the expressions that
+    use only those computed (the others keep the rest of their names to bind)."""
     if isinstance(value, str):
         m = PARAM_REF.fullmatch(value)
         if m and m.group(1) in values:
@@ -275,13 +338,27 @@ def _substitute(
             if name in use_paths:
                 redirect[path] = use_paths[name]
             return copy.deepcopy(values[name])
+        if is_expression(value) and not m:
+            try:
+                return bind(value, values)
+            except ExprError as exc:
+                failed(path, f"{exc.message} (in {value!r})")
         return value
     if isinstance(value, dict):
         return {
-            k: _substitute(v, (*path, k), values, use_paths, redirect) for k, v in value.items()
+            k: _substitute(v, (*path, k), values, use_paths, redirect, failed)
+            for k, v in value.items()
         }
     if isinstance(value, list):
         return [
-            _substitute(v, (*path, i), values, use_paths, redirect) for i, v in enumerate(value)
+            _substitute(v, (*path, i), values, use_paths, redirect, failed)
+            for i, v in enumerate(value)
         ]
     return value
+
+
+def substitute(
+    value: Any, path: Path, values: dict[str, Any], failed: Callable[[Path, str], None]
+) -> Any:
+    """``value`` with ``values`` bound (parameters, ``$index``), as in a block's body."""
+    return _substitute(value, path, values, {}, {}, failed)

@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, ValidationError, create_model
+
 from ..errors import Path, did_you_mean
 from ..registry import CONTAINERS, attributes, layers, name_taken
-from ..spec import Graph, GraphNode, Layer, ModuleDict, ModuleList, Node, Sequential
+from ..spec import Graph, GraphNode, Layer, ModuleDict, ModuleList, Node, NodeRef, Sequential
+from ..types import TypeSpec, describe, pydantic_type
 from .blocks import Blocks
-from .context import LAYER_NAME, NODE_KEYS, Ctx, show
+from .context import LAYER_NAME, NODE_KEYS, TEMPLATE_NAME, Ctx, placeholder, show
 
-__all__ = ["Containers"]
+__all__ = ["ABSENT", "Absent", "Containers"]
+
+
+class Absent:
+    """A graph node that ``if:`` leaves out."""
+
+
+ABSENT = Absent()
 
 
 def _choices(names: list[str], most: int = 8) -> str:
@@ -36,9 +48,14 @@ class Containers(Blocks):
     def count(self, node: Node, n: int, path: Path, ctx: Ctx) -> None:
         raise NotImplementedError  # the walk (walk.Walker) provides it
 
+    def unrolled(self, raw: Any, path: Path, ctx: Ctx) -> Node | Absent | None:
+        raise NotImplementedError  # the walk (walk.Walker) provides it
+
     def named(
-        self, value: Any, path: Path, container: str, ctx: Ctx
+        self, value: Any, path: Path, container: str, ctx: Ctx, *, templates: bool = True
     ) -> list[tuple[str, Any, Path]] | None:
+        """The children of a mapping, by name; a name may have ``{expression}`` parts
+        (filled in for each copy, :meth:`Walker.children`) where ``templates``."""
         what = f"{container} '{path[-1]}'"
         if not isinstance(value, dict):
             self.error(
@@ -48,10 +65,11 @@ class Containers(Blocks):
         taken = attributes(container)
         items = []
         for name, raw in value.items():
-            if not LAYER_NAME.fullmatch(name):
+            if not (LAYER_NAME.fullmatch(name) or (templates and TEMPLATE_NAME.fullmatch(name))):
                 self.error(
                     (*path, name),
-                    f"layer name '{name}' must use only letters, digits and '_'",
+                    f"layer name '{name}' must use only letters, digits, '_' and '-'"
+                    + (" (and {expression} parts)" if templates else ""),
                     key=True,
                     ctx=ctx,
                 )
@@ -113,6 +131,13 @@ class Containers(Blocks):
                 self.error((*path, "layers"), "Sequential needs at least one layer", ctx=ctx)
                 return None
             kids = None if items is None else self.children(items, inner, inline=False)
+        if kids == []:
+            self.error(
+                (*path, "layers"),
+                "Sequential has no layers left ('repeat: 0' and 'if: false' leave layers out)",
+                ctx=ctx,
+            )
+            return None
         return None if kids is None else Sequential(path, tuple(kids), notes=ctx.notes)
 
     def module_list(self, args: dict[str, Any], path: Path, ctx: Ctx) -> Node | None:
@@ -130,6 +155,13 @@ class Containers(Blocks):
             inner,
             inline=True,
         )
+        if kids == []:
+            self.error(
+                (*path, "layers"),
+                "ModuleList has no layers left ('repeat: 0' and 'if: false' leave layers out)",
+                ctx=ctx,
+            )
+            return None
         between = None
         if args.get("between") is not None:
             between = self.node(args["between"], (*path, "between"), inner)
@@ -156,7 +188,16 @@ class Containers(Blocks):
         if items is None:
             return None
         kids = self.children(items, inner, inline=False)
-        names = [name for name, _, _ in items]
+        if kids is None:
+            return None
+        names = [name for name, _ in kids]
+        if not names:
+            self.error(
+                (*path, "layers"),
+                "ModuleDict has no layers left ('repeat: 0' and 'if: false' leave layers out)",
+                ctx=ctx,
+            )
+            return None
         forward = args.get("forward")
         if forward is None:
             forward = names
@@ -196,7 +237,7 @@ class Containers(Blocks):
                 ctx=ctx,
             )
             return None
-        items = self.named(args["nodes"], (*path, "nodes"), "Graph", ctx)
+        items = self.named(args["nodes"], (*path, "nodes"), "Graph", ctx, templates=False)
         if items is None:
             return None
         if not items:
@@ -205,6 +246,8 @@ class Containers(Blocks):
         known: list[str] = list(inputs)
         later = [name for name, _, _ in items]
         nodes: list[GraphNode] = []
+        left_out: dict[str, str] = {}
+        """Nodes left out by ``if``, each standing for its input."""
         ok = True
         inner = replace(ctx, in_graph=True)
         for name, raw, npath in items:
@@ -212,58 +255,179 @@ class Containers(Blocks):
                 self.error(npath, f"node '{name}' has the name of a graph input", key=True, ctx=ctx)
                 ok = False
             refs = self.references(raw, npath, known, later, ctx, name)
-            n = self.repeat_of(raw, npath, ctx)
-            node = self.node(raw, npath, inner)
+            node = self.unrolled(raw, npath, inner)
+            call = self.keywords(raw, npath, node, known, later, ctx, name)
             later.remove(name)
             known.append(name)
-            if node is None or refs is None or n is None:
+            if node is None or refs is None or call is None:
                 ok = False
                 continue
-            self.count(node, n, npath, ctx)
-            if n > 1:
-                node = Sequential(npath, tuple((str(i), node) for i in range(n)), notes=ctx.notes)
-            nodes.append(GraphNode(name, node, refs))
-        output = args.get("output")
-        tuple_output = isinstance(output, list)
-        outputs: list[Any] = (
-            [items[-1][0]]
-            if output is None
-            else [output]
-            if isinstance(output, str)
-            else list(output)
-            if isinstance(output, list)
-            else []
+            refs = tuple(left_out.get(r, r) for r in refs)
+            if node is ABSENT:  # its name stands for its (first) input
+                left_out[name] = refs[0]
+                continue
+            assert isinstance(node, Node)
+            call = tuple(
+                (k, NodeRef(left_out.get(v.name, v.name)) if isinstance(v, NodeRef) else v)
+                for k, v in call
+            )
+            nodes.append(GraphNode(name, node, refs, call))
+        found = self.graph_outputs(args.get("output"), (*path, "output"), known, items[-1][0], ctx)
+        if found is None:
+            return None
+        trained = self.graph_outputs(
+            args.get("train_output"), (*path, "train_output"), known, None, ctx
         )
-        if not outputs or not all(isinstance(o, str) for o in outputs):
+        if not ok or trained is None:
+            return None
+        outputs = tuple(left_out.get(o, o) for o in found[0])
+        train_outputs = tuple(left_out.get(o, o) for o in trained[0])
+        self.unused(nodes, (*path, "nodes"), (*outputs, *train_outputs), ctx)
+        return Graph(
+            path,
+            tuple(inputs),
+            tuple(nodes),
+            outputs,
+            found[1],
+            train_outputs,
+            trained[1],
+            notes=ctx.notes,
+        )
+
+    def graph_outputs(
+        self, value: Any, where: Path, known: list[str], default: str | None, ctx: Ctx
+    ) -> tuple[list[str], bool] | None:
+        """A graph's ``output`` or ``train_output``: the names, and whether they make a tuple."""
+        key = str(where[-1])
+        if value is None:
+            return ([default] if default is not None else []), False
+        names = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        if not names or not all(isinstance(o, str) for o in names):
             self.error(
-                (*path, "output"),
-                f"'output' must be a node name or a list of them, got {show(output)}",
-                ctx=ctx,
+                where, f"'{key}' must be a node name or a list of them, got {show(value)}", ctx=ctx
             )
             return None
-        for i, o in enumerate(outputs):
+        ok = True
+        for i, o in enumerate(names):
             if o not in known:
-                where = (*path, "output", i) if tuple_output else (*path, "output")
                 self.error(
-                    where,
-                    f"output '{o}' is not a node of this graph" + did_you_mean(o, known),
+                    (*where, i) if isinstance(value, list) else where,
+                    f"{key} '{o}' is not a node of this graph" + did_you_mean(o, known),
                     ctx=ctx,
                 )
                 ok = False
-        if not ok:
+        return (list(names), isinstance(value, list)) if ok else None
+
+    def unused(
+        self, nodes: list[GraphNode], path: Path, outputs: tuple[str, ...], ctx: Ctx
+    ) -> None:
+        """Warn of each node whose value no output reads, directly or through other nodes."""
+        reads = {g.name: g.reads for g in nodes}
+        needed: set[str] = set()
+        stack = list(outputs)
+        while stack:
+            name = stack.pop()
+            if name not in needed:
+                needed.add(name)
+                stack.extend(reads.get(name, ()))
+        for g in nodes:
+            if g.name not in needed:
+                self.warn(
+                    (*path, g.name),
+                    f"node '{g.name}' is never used: no output of the graph reads its value, "
+                    "directly or through other nodes",
+                    key=True,
+                    ctx=ctx,
+                )
+
+    def keywords(
+        self,
+        raw: Any,
+        path: Path,
+        node: Node | Absent | None,
+        known: list[str],
+        later: list[str],
+        ctx: Ctx,
+        name: str,
+    ) -> tuple[tuple[str, Any], ...] | None:
+        """A graph node's ``call:``: keyword arguments of its layer's ``forward`` that the
+        layer's rule declares, constants or (tensors) names of earlier nodes."""
+        given = raw.get("call") if isinstance(raw, dict) else None
+        if given is None or node is None or isinstance(node, Absent):
+            return ()
+        where = (*path, "call")
+        if not isinstance(node, Layer):
+            what = "a Sequential of copies" if isinstance(node, Sequential) else "a container"
+            if isinstance(raw, dict) and not ("repeat" in raw or "for" in raw):
+                what = f"a {type(node).__name__}"
+            self.error(
+                where,
+                f"'call' gives a layer's forward keyword arguments; '{name}' is {what}",
+                ctx=ctx,
+            )
             return None
-        return Graph(
-            path, tuple(inputs), tuple(nodes), tuple(outputs), tuple_output, notes=ctx.notes
-        )
+        rule = layers()[node.type].rule
+        accepted = dict(rule.call.keywords) if rule is not None and rule.call is not None else {}
+        if not isinstance(given, dict):
+            self.error(
+                where, f"'call' must be a mapping of keyword arguments, got {show(given)}", ctx=ctx
+            )
+            return None
+        out: list[tuple[str, Any]] = []
+        ok = True
+        for k, v in given.items():
+            kw = accepted.get(k)
+            if kw is None:
+                hint = did_you_mean(k, list(accepted)) or (
+                    _choices(list(accepted)) if accepted else ""
+                )
+                self.error(
+                    (*where, k),
+                    f"unknown keyword '{k}' for {node.type}'s forward" + hint,
+                    key=True,
+                    kind="unknown_key",
+                    ctx=ctx,
+                )
+                ok = False
+            elif placeholder(v, ctx):
+                continue
+            elif not kw.tensor:
+                if not _fits(kw.type, v):
+                    self.error(
+                        (*where, k),
+                        f"expected {describe(kw.type)}, got {show(v)}",
+                        kind="type",
+                        ctx=ctx,
+                    )
+                    ok = False
+                out.append((k, v))
+            elif v is None:
+                out.append((k, None))
+            elif not isinstance(v, str):
+                self.error(
+                    (*where, k),
+                    f"'{k}' is a tensor: the name of a graph input or an earlier node (or null), "
+                    f"got {show(v)}",
+                    kind="type",
+                    ctx=ctx,
+                )
+                ok = False
+            elif self.reference(v, (*where, k), known, later, ctx, name, k):
+                out.append((k, NodeRef(v)))
+            else:
+                ok = False
+        return tuple(out) if ok else None
 
     def references(
         self, raw: Any, path: Path, known: list[str], later: list[str], ctx: Ctx, name: str
     ) -> tuple[str, ...] | None:
+        """A graph node's ``input:``; without one, the node before it (none for a type that
+        takes no input, such as a Parameter)."""
         ref = raw.get("input") if isinstance(raw, dict) else None
         if ref is None:
-            return (known[-1],)
+            return () if _takes_no_input(raw) else (known[-1],)
         refs = [ref] if isinstance(ref, str) else ref
-        if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+        if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
             self.error(
                 (*path, "input"),
                 f"'input' must be a node name or a list of them, got {show(ref)}",
@@ -273,25 +437,65 @@ class Containers(Blocks):
         ok = True
         for i, r in enumerate(refs):
             where = (*path, "input") if isinstance(ref, str) else (*path, "input", i)
-            if r == name:
-                self.error(where, f"node '{name}' cannot be its own input", ctx=ctx)
-                ok = False
-            elif r in later:
-                self.error(
-                    where,
-                    f"input '{r}' is defined later in the graph; nodes may only use earlier nodes",
-                    ctx=ctx,
-                )
-                ok = False
-            elif r not in known:
-                self.error(
-                    where,
-                    f"input '{r}' is not a graph input or an earlier node"
-                    + (did_you_mean(r, known) or _choices(known)),
-                    ctx=ctx,
-                )
-                ok = False
+            ok = self.reference(r, where, known, later, ctx, name, "input") and ok
         return tuple(refs) if ok else None
+
+    def reference(
+        self,
+        r: str,
+        where: Path,
+        known: list[str],
+        later: list[str],
+        ctx: Ctx,
+        name: str,
+        what: str,
+    ) -> bool:
+        """Whether ``r`` names a graph input or an earlier node (else the error is reported)."""
+        if r == name:
+            own = "input" if what == "input" else f"{what} (its own value)"
+            self.error(where, f"node '{name}' cannot be its own {own}", ctx=ctx)
+        elif r in later:
+            self.error(
+                where,
+                f"{what} '{r}' is defined later in the graph; nodes may only use earlier nodes",
+                ctx=ctx,
+            )
+        elif r not in known:
+            self.error(
+                where,
+                f"{what} '{r}' is not a graph input or an earlier node"
+                + (did_you_mean(r, known) or _choices(known)),
+                ctx=ctx,
+            )
+        else:
+            return True
+        return False
+
+
+def _takes_no_input(raw: Any) -> bool:
+    """Whether the node is of a layer type that takes no input (a Parameter, a Buffer)."""
+    name = raw if isinstance(raw, str) else raw.get("type") if isinstance(raw, dict) else None
+    t = layers().get(name) if isinstance(name, str) else None
+    return t is not None and t.rule is not None and t.rule.inputs[1] == 0
+
+
+@functools.cache
+def _keyword_model(type_key: str) -> type[BaseModel]:
+    model: type[BaseModel] = create_model(
+        "Keyword",
+        __config__=ConfigDict(strict=True),
+        value=(pydantic_type(json.loads(type_key)), ...),
+    )
+    return model
+
+
+def _fits(t: TypeSpec, value: Any) -> bool:
+    """Whether a constant keyword argument has its type."""
+    try:
+        _keyword_model(json.dumps(t, sort_keys=True)).model_validate({"value": value})
+    except ValidationError:
+        return False
+    return True
 
 
 def _holds_parameters(node: Node) -> str | None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from ..expr import is_expression, names
 from ..limits import MAX_NAME
 
 __all__ = [
@@ -13,6 +15,7 @@ __all__ = [
     "NODE_KEYS",
     "PARAM_REF",
     "SPEC_NAME",
+    "TEMPLATE_NAME",
     "Ctx",
     "TooLarge",
     "placeholder",
@@ -21,14 +24,17 @@ __all__ = [
 
 PARAM_REF = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 """A block parameter used in a block's body: ``$name``."""
-LAYER_NAME = re.compile(r"^[A-Za-z0-9_]+$")
-"""Names of a container's children (and of graph inputs)."""
+LAYER_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+"""Names of a container's children (and of graph inputs): as torch allows them, without
+'.' (torchvision's RegNet has ``block1-0``)."""
+TEMPLATE_NAME = re.compile(r"(?:[A-Za-z0-9_-]|\{[^{}]*\})+")
+"""A child's name with ``{expression}`` parts, filled in per copy: ``denselayer{$index + 1}``."""
 SPEC_NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9_.-]{{0,{MAX_NAME - 1}}}")
 """A spec's ``name:``: safe as a file or folder name, and in code once '-' and '.' are
 replaced (no '/', no spaces, no '..' alone, bounded)."""
 PARAM_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 """A block parameter's name (a leading '_' is refused: Python keeps those private)."""
-NODE_KEYS = ("type", "repeat", "input")
+NODE_KEYS = ("type", "repeat", "input", "for", "if", "splice", "call")
 """Keys of a node that are not arguments of its type."""
 
 
@@ -55,6 +61,9 @@ class Ctx:
     blocks: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     in_graph: bool = False
+    env: Mapping[str, Any] = field(default_factory=dict)
+    """The parameters' values here (the model's, the block's, ``$index``), for the
+    ``{...}`` parts of names; values were substituted already."""
 
 
 class TooLarge(Exception):
@@ -62,7 +71,15 @@ class TooLarge(Exception):
 
 
 def placeholder(value: Any, ctx: Ctx) -> bool:
-    if not isinstance(value, str) or not ctx.placeholders:
+    """Whether ``value`` depends on a parameter whose value is not known here (a block's
+    body checked as written)."""
+    if not ctx.placeholders:
+        return False
+    if isinstance(value, list):  # a shape [$nf, -1]: unknown as a whole
+        return any(placeholder(v, ctx) for v in value)
+    if not isinstance(value, str):
         return False
     m = PARAM_REF.fullmatch(value)
-    return m is not None and m.group(1) in ctx.placeholders
+    if m is not None:
+        return m.group(1) in ctx.placeholders
+    return is_expression(value) and bool(names(value) & ctx.placeholders)

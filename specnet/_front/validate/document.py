@@ -1,20 +1,36 @@
-"""The document's top level: ``version``, ``name``, ``input``, ``blocks``, ``model``, ``train``."""
+"""The document's top level: ``version``, ``name``, ``input``, ``params``, ``variants``,
+``variant``, ``blocks``, ``model``, ``train``."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from pydantic import ValidationError
+
 from ..errors import Path, SpecValidationError, did_you_mean
 from ..limits import MAX_ELEMENTS, MAX_NAME
 from ..source import Document
 from ..spec import DTYPES, Graph, Node, Sequential, Spec, TensorSpec
+from ..types import describe
+from .args import args_model
+from .blocks import _param_typedef, substitute
 from .context import LAYER_NAME, SPEC_NAME, Ctx, TooLarge, show
 from .walk import Walker
 
 __all__ = ["Checker", "validate_document"]
 
-_TOP_KEYS = ("version", "name", "input", "blocks", "model", "train")
+_TOP_KEYS = (
+    "version",
+    "name",
+    "input",
+    "params",
+    "variants",
+    "variant",
+    "blocks",
+    "model",
+    "train",
+)
 
 
 class Checker(Walker):
@@ -38,30 +54,43 @@ class Checker(Walker):
                 if not LAYER_NAME.fullmatch(name):
                     self.error(
                         (*path, name),
-                        f"input name '{name}' must use only letters, digits and '_'",
+                        f"input name '{name}' must use only letters, digits, '_' and '-'",
                         key=True,
                     )
                     continue
-                t = self.tensor(value, (*path, name))
+                t = self.tensor(value, (*path, name), named=True)
                 if t is not None:
                     out[name] = t
+            if out and not any(t.batch for t in out.values()):
+                self.error(path, "at least one input needs the batch dimension ('batch: true')")
+                return None
             return out if len(out) == len(raw) else None
         t = self.tensor(raw, path)
         return None if t is None else {"input": t}
 
-    def tensor(self, raw: Any, path: Path) -> TensorSpec | None:
+    def tensor(self, raw: Any, path: Path, named: bool = False) -> TensorSpec | None:
+        """An input; one of several ``named`` inputs may have no batch (``batch: false``)."""
         dtype = "float32"
         shape = raw
+        batch = True
+        keys = ("shape", "dtype", "batch") if named else ("shape", "dtype")
         if isinstance(raw, dict):
             for k in raw:
-                if k not in ("shape", "dtype"):
+                if k not in keys:
                     self.error(
                         (*path, k),
-                        f"unknown key '{k}' in an input" + did_you_mean(k, ["shape", "dtype"]),
+                        "'batch' is for one of several named inputs, the model's input has "
+                        "the batch dimension"
+                        if k == "batch"
+                        else f"unknown key '{k}' in an input" + did_you_mean(k, keys),
                         key=True,
                         kind="unknown_key",
                     )
                     return None
+            batch = raw.get("batch", True)
+            if not isinstance(batch, bool):
+                self.error((*path, "batch"), f"'batch' is true or false, got {show(batch)}")
+                return None
             if "shape" not in raw:
                 self.error((*path, "shape"), "an input needs a 'shape'", kind="missing")
                 return None
@@ -96,7 +125,7 @@ class Checker(Walker):
                 "(a fixed limit, specnet._front.limits.MAX_ELEMENTS)",
             )
             return None
-        return TensorSpec(shape=tuple(shape), dtype=dtype)
+        return TensorSpec(shape=tuple(shape), dtype=dtype, batch=batch)
 
     def spec(self, data: Any) -> Spec | None:
         if not isinstance(data, dict):
@@ -131,18 +160,35 @@ class Checker(Walker):
                 kind="type",
             )
             name = None
-        inputs = self.inputs(data.get("input"))
+        self.globals = self.model_params(data)
+        shape = data.get("input")
+        if self.globals or self.unset:  # a variant may set the input size: [3, $res, $res]
+            self.check_refs(shape, ("input",), set(self.globals) | self.unset, what="parameter")
+            shape = substitute(shape, ("input",), self.globals, self.failed_at(None))
+        inputs = self.inputs(shape)
         if "blocks" in data:
             self.define_blocks(data["blocks"])
         model: Node | None = None
         if "model" not in data:
             self.error(("model",), "missing 'model': the network", kind="missing")
         else:
+            for key in ("for", "if", "splice"):
+                if isinstance(data["model"], dict) and key in data["model"]:
+                    self.error(
+                        ("model", key),
+                        f"'{key}' is for the children of a container, not the model itself",
+                        key=True,
+                    )
+            raw = data["model"]
+            self.check_refs(raw, ("model",), set(self.globals) | self.unset, what="parameter")
+            if self.globals:
+                raw = substitute(raw, ("model",), self.globals, self.failed_at(None))
+            ctx = Ctx(env=self.globals, placeholders=frozenset(self.unset))
             try:
-                n = self.repeat_of(data["model"], ("model",), Ctx())
-                model = self.node(data["model"], ("model",), Ctx())
+                n = self.repeat_of(raw, ("model",), ctx)
+                model = self.node(raw, ("model",), ctx)
                 if model is not None and n is not None and n > 1:
-                    self.count(model, n, ("model", "repeat"), Ctx())
+                    self.count(model, n, ("model", "repeat"), ctx)
                     model = Sequential(("model",), tuple((str(i), model) for i in range(n)))
             except TooLarge:
                 model = None
@@ -165,6 +211,78 @@ class Checker(Walker):
             data=self.doc.data,
             source=self.src,
         )
+
+    def model_params(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The model's parameters: ``params:`` defaults, then the chosen variant's values."""
+        if "params" not in data and "variants" not in data:
+            if "variant" in data:
+                self.error(("variant",), "this spec has no 'variants' to choose from")
+            return {}
+        params = self.block_params(data.get("params"), ("params",), what="model parameter")
+        if params is None:
+            return {}
+        variants = data.get("variants") or {}
+        if not isinstance(variants, dict):
+            self.error(
+                ("variants",),
+                f"'variants' maps variant names to parameter values, got {show(variants)}",
+            )
+            return {}
+        for vname, given in variants.items():
+            if not isinstance(given, dict):
+                self.error(
+                    ("variants", vname),
+                    f"a variant maps parameter names to values, got {show(given)}",
+                )
+                continue
+            for k in given:
+                if k not in params:
+                    self.error(
+                        ("variants", vname, k),
+                        f"unknown parameter '{k}' (the spec's 'params' are "
+                        f"{', '.join(params) or 'none'})" + did_you_mean(k, list(params)),
+                        key=True,
+                        kind="unknown_key",
+                    )
+        chosen = data.get("variant")
+        picked: dict[str, Any] = {}
+        if chosen is not None:
+            if not isinstance(chosen, str) or chosen not in variants:
+                self.error(
+                    ("variant",),
+                    f"unknown variant {show(chosen)}; the spec's variants are "
+                    f"{', '.join(map(str, variants)) or 'none'}"
+                    + did_you_mean(str(chosen), [str(v) for v in variants]),
+                )
+                self.unset.update(params)
+                return {}
+            picked = variants[chosen] if isinstance(variants[chosen], dict) else {}
+        values: dict[str, Any] = {}
+        for pname, spec in params.items():
+            where: Path
+            if pname in picked:
+                value, where = picked[pname], ("variants", str(chosen), pname)
+            elif isinstance(spec, tuple):
+                value, where = spec[1], ("params", pname)
+            else:
+                choose = ", ".join(map(str, variants))
+                self.error(
+                    ("params", pname),
+                    f"model parameter '{pname}' has no default: choose a variant"
+                    + (f" ({choose}) with --variant or variant=" if choose else ""),
+                    kind="missing",
+                )
+                self.unset.add(pname)
+                continue
+            if not isinstance(spec, tuple):
+                try:
+                    args_model(_param_typedef("params", pname, spec)).model_validate({pname: value})
+                except ValidationError:
+                    self.error(where, f"expected {describe(spec)}, got {show(value)}", kind="type")
+                    self.unset.add(pname)
+                    continue
+            values[pname] = value
+        return values
 
     def check_model_inputs(self, model: Node, inputs: dict[str, TensorSpec]) -> None:
         if len(inputs) == 1:
@@ -194,4 +312,5 @@ def validate_document(doc: Document) -> Spec:
     spec = checker.spec(doc.data)
     if spec is None or checker.errors:
         raise SpecValidationError(checker.errors)
+    checker.emit_warnings()
     return spec
