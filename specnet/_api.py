@@ -12,6 +12,7 @@ from specnet._front.overrides import Override, apply_overrides
 from specnet._front.source import Document, read_document
 from specnet._front.spec import Spec
 from specnet._front.validate import validate_document
+from specnet._front.validate.blocks import PARAM_TYPES
 
 __all__ = ["SpecSource", "build", "load", "summary", "validate"]
 
@@ -68,21 +69,34 @@ def check(source: SpecSource, *, build: bool = False, variant: str | None = None
         spec = validate_document(doc)
         _check_one(spec, build)
         return spec
-    errors: list[ErrorItem] = []
+    # Every variant, and the defaults too where every parameter has one (what build() without
+    # a variant builds). An error common to several is reported once, naming them.
+    params = data.get("params")
+    defaults = isinstance(params, dict) and not any(
+        isinstance(v, str) and v in PARAM_TYPES for v in params.values()
+    )
+    found: dict[tuple[object, str], tuple[ErrorItem, list[str]]] = {}
     checked: list[Spec] = []
-    for name in variants:
+    names: list[str | None] = ([None] if defaults else []) + [str(v) for v in variants]
+    for name in names:
         try:
-            one = validate_document(_choose(doc, str(name)))
+            one = validate_document(doc if name is None else _choose(doc, name))
             _check_one(one, build)
             checked.append(one)
         except SpecError as exc:
-            note = f"in variant '{name}'"
-            errors += [
-                e if note in e.notes else dataclasses.replace(e, notes=(*e.notes, note))
-                for e in exc.errors
+            for e in exc.errors:
+                found.setdefault((e.path, e.msg), (e, []))[1].append(
+                    "the defaults (no variant)" if name is None else f"variant '{name}'"
+                )
+    if found:
+        raise SpecValidationError(
+            [
+                dataclasses.replace(e, notes=(*e.notes, "in " + ", ".join(where)))
+                if len(where) < len(names)
+                else e  # the same in every one
+                for e, where in found.values()
             ]
-    if errors:
-        raise SpecValidationError(errors)
+        )
     return checked[0]
 
 

@@ -361,3 +361,47 @@ def test_unrolling_is_bounded() -> None:
     each = "input: [4]\nmodel:\n  type: Sequential\n  layers:\n    - {type: Linear, out_features: $index + 1, repeat: 99999}\n"
     with pytest.raises(SpecError):  # every copy its own: bounded by the values unrolled
         specnet.load(each.replace("99999", "100001"))
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (  # a learned tensor has no input to stand for it
+            "input: [4]\nmodel:\n  type: Graph\n  nodes:\n    p: {type: Parameter, shape: [4], if: false}\n"
+            "    x: {type: Add, input: [input, p]}\n",
+            "model.nodes.p.if: 'p' has no input to stand for it",
+        ),
+        (
+            "input: [4]\nblocks: {A: {body: {type: Linear, out_features: 4, repeat: 3}}}\n"
+            "model: {type: Sequential, layers: [A, ReLU]}\n",
+            "blocks.A.body.repeat: 'repeat' is for the children of a container, not a block's body",
+        ),
+        (
+            "input: [4]\nmodel:\n  type: ModuleList\n  layers: [{type: Linear, out_features: 4}]\n"
+            "  between: {type: ReLU, if: false}\n",
+            "model.between.if: 'if' is for the children of a container, not 'between'",
+        ),
+        (
+            "input: [4]\nmodel:\n  type: Sequential\n  layers:\n    \"training{''}\": {type: ReLU, repeat: 1}\n",
+            "'training' is already an attribute of the built nn.Sequential",
+        ),
+        (
+            "input: [4]\nmodel: {type: Sequential, layers: [{type: ReLU, if: null}]}\n",
+            "'if' must be true or false, got null",
+        ),
+    ],
+)
+def test_what_would_be_ignored_or_fail_later_is_refused(text: str, fragment: str) -> None:
+    [err] = errors(text)
+    assert fragment in err
+
+
+def test_validate_checks_the_defaults_beside_the_variants() -> None:
+    text = "input: [4]\nparams: {w: 0}\nvariants:\n  a: {w: 4}\nmodel: {type: Linear, out_features: $w}\n"
+    [err] = specnet.validate(text)
+    assert "got 0" in err and "[in the defaults (no variant)]" in err
+    assert specnet.validate(text, variant="a") == []
+    # an error common to every variant is reported once, without a note
+    common = "input: [4]\nparams: {w: 4}\nvariants: {a: {}, b: {w: 2}}\nmodel: {type: Linear, out_features: $w, bias: 3}\n"
+    [err] = specnet.validate(common)
+    assert "bias" in err and "variant" not in err

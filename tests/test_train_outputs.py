@@ -53,3 +53,11 @@ def test_missing_or_miscounted_weights_are_a_located_error(
     assert "train.loss_weights: the model returns 2 output(s) in training and loss_weights " in err
     assert f"gives {given}" in err
     assert "Traceback" not in err
+
+
+def test_summary_counts_training_only_nodes_apart() -> None:
+    summary = specnet.summary(SPEC)
+    # h: 8 x 8, out: 8 x 3 in eval; the auxiliary head's 8 x 3 only in training
+    assert summary.total_macs == 8 * 8 + 8 * 3
+    assert summary.train_macs == 8 * 8 + 2 * 8 * 3
+    assert "(112 in training)" in str(summary)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from specnet._front.infer import Step, infer
 from specnet._front.rules.base import show
-from specnet._front.spec import Spec
+from specnet._front.spec import NodeRef, Spec
 
 __all__ = ["Row", "Summary", "summarize"]
 
@@ -39,6 +39,8 @@ class Summary:
     total_macs: int
     train_output: str | None = None
     """What the model returns in training mode, where its ``train_output`` differs."""
+    train_macs: int | None = None
+    """Multiply-accumulates in training, where nodes only ``train_output`` needs add some."""
 
     def __str__(self) -> str:
         header = ("Layer", "Type", "Output", "Params", "MACs")
@@ -59,7 +61,12 @@ class Summary:
         trained = "" if self.train_output is None else f"   Training output: {self.train_output}"
         out.append(f"Input: {self.input}   Output: {self.output}{trained}")
         out.append(f"Parameters: {self.total_params:,} ({self.trainable_params:,} trainable)")
-        out.append(f"Multiply-accumulates per sample: {self.total_macs:,}")
+        more = (
+            ""
+            if self.train_macs is None or self.train_macs == self.total_macs
+            else f" ({self.train_macs:,} in training)"
+        )
+        out.append(f"Multiply-accumulates per sample: {self.total_macs:,}{more}")
         return "\n".join(out)
 
 
@@ -94,11 +101,30 @@ def _walk(step: Step, name: str, depth: int) -> Iterator[tuple[str, int, Step]]:
         yield from _walk(child, f"{name}.{path}" if name else path, depth + 1)
 
 
-def _macs(step: Step) -> int:
+def _macs(step: Step, training: bool = False) -> int:
+    """Multiply-accumulates of one sample through ``step``, in eval mode (or in training,
+    where a graph's ``train_output`` needs more nodes: GoogLeNet's auxiliary heads)."""
     members = _MEMBERS.get(step.kind)
     if members is None:
         return step.macs
-    return sum(_macs(c) for _, c in members(step))
+    run = None if training or not step.train_outputs else _eval_nodes(step)
+    return sum(_macs(c, training) for name, c in members(step) if run is None or name in run)
+
+
+def _eval_nodes(graph: Step) -> set[str]:
+    """The nodes of a graph that its eval ``output`` needs, directly or through others."""
+    reads = {
+        name: {*refs, *(v.name for v in step.keywords.values() if isinstance(v, NodeRef))}
+        for (name, refs), (_, step) in zip(graph.calls, graph.children, strict=True)
+    }
+    needed: set[str] = set()
+    stack = list(graph.outputs)
+    while stack:
+        name = stack.pop()
+        if name in reads and name not in needed:
+            needed.add(name)
+            stack.extend(reads[name])
+    return needed
 
 
 def summarize(spec: Spec) -> Summary:
@@ -139,4 +165,5 @@ def summarize(spec: Spec) -> Summary:
         sum(p.numel() for p in model.parameters() if p.requires_grad),
         _macs(plan),
         None if plan.train_output is None else show(plan.train_output),
+        _macs(plan, training=True),
     )

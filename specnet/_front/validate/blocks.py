@@ -26,10 +26,12 @@ from ..types import describe
 from .args import Arguments, args_model
 from .context import NODE_KEYS, PARAM_NAME, PARAM_REF, Ctx, TooLarge, placeholder, show
 
-__all__ = ["Block", "Blocks", "substitute"]
+__all__ = ["PARAM_TYPES", "Block", "Blocks", "substitute"]
 
+_COPIES = ("repeat", "for", "if", "splice")
+"""The keys that make copies of a container's child, or leave it out or open it."""
 _BLOCK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_PARAM_TYPES = {
+PARAM_TYPES = {
     "int": "int",
     "float": "float",
     "bool": "bool",
@@ -70,6 +72,21 @@ class Blocks(Arguments):
         self.failures: set[str] = set()
         """Expressions that could not be computed (reported), with the reason: an
         expression copied on (a table's cell, a parameter) is not reported again."""
+
+    def alone(self, raw: Any, path: Path, what: str, keys: tuple[str, ...], ctx: Ctx) -> bool:
+        """A node that is not a container's child (the model, a block's body, a ModuleList's
+        ``between``) has none of the keys that make copies of a child or leave it out."""
+        ok = True
+        for key in keys:
+            if isinstance(raw, dict) and key in raw:
+                self.error(
+                    (*path, key),
+                    f"'{key}' is for the children of a container, not {what}",
+                    key=True,
+                    ctx=ctx,
+                )
+                ok = False
+        return ok
 
     def failed_at(self, ctx: Ctx | None) -> Callable[[Path, str], None]:
         """How substitution reports an expression it cannot compute."""
@@ -158,8 +175,8 @@ class Blocks(Arguments):
                     key=True,
                 )
                 continue
-            if isinstance(spec, str) and spec in _PARAM_TYPES:
-                params[pname] = _PARAM_TYPES[spec]
+            if isinstance(spec, str) and spec in PARAM_TYPES:
+                params[pname] = PARAM_TYPES[spec]
             else:
                 params[pname] = ("default", spec)
         return params
@@ -292,6 +309,8 @@ class Blocks(Arguments):
             self.redirect,
             self.failed_at(inner),
         )
+        if not self.alone(body, body_path, "a block's body", _COPIES, inner):
+            return None
         node = self.node(body, body_path, inner)
         for p in [p for p in self.redirect if p[: len(body_path)] == body_path]:
             del self.redirect[p]

@@ -84,6 +84,24 @@ class Containers(Blocks):
             items.append((name, raw, (*path, name)))
         return items
 
+    def free_names(
+        self,
+        kids: list[tuple[str, Node]],
+        items: list[tuple[str, Any, Path]],
+        container: str,
+        ctx: Ctx,
+    ) -> bool:
+        """Names made from ``{...}`` parts must not be attributes the built container has
+        (the names as written were checked by :meth:`named`)."""
+        written = {name for name, _, _ in items}
+        taken = attributes(container)
+        ok = True
+        for label, node in kids:
+            if label in taken and label not in written:
+                self.error(node.path, name_taken(container, label), key=True, ctx=ctx)
+                ok = False
+        return ok
+
     def container(self, kind: str, args: dict[str, Any], path: Path, ctx: Ctx) -> Node | None:
         t = CONTAINERS[kind]
         for k in list(args):
@@ -131,6 +149,8 @@ class Containers(Blocks):
                 self.error((*path, "layers"), "Sequential needs at least one layer", ctx=ctx)
                 return None
             kids = None if items is None else self.children(items, inner, inline=False)
+            if kids and items and not self.free_names(kids, items, "Sequential", ctx):
+                return None
         if kids == []:
             self.error(
                 (*path, "layers"),
@@ -164,6 +184,14 @@ class Containers(Blocks):
             return None
         between = None
         if args.get("between") is not None:
+            if not self.alone(
+                args["between"],
+                (*path, "between"),
+                "'between'",
+                ("repeat", "for", "if", "splice"),
+                ctx,
+            ):
+                return None
             between = self.node(args["between"], (*path, "between"), inner)
             if between is None:
                 return None
@@ -188,7 +216,7 @@ class Containers(Blocks):
         if items is None:
             return None
         kids = self.children(items, inner, inline=False)
-        if kids is None:
+        if kids is None or not self.free_names(kids, items, "ModuleDict", ctx):
             return None
         names = [name for name, _ in kids]
         if not names:
@@ -264,6 +292,14 @@ class Containers(Blocks):
                 continue
             refs = tuple(left_out.get(r, r) for r in refs)
             if node is ABSENT:  # its name stands for its (first) input
+                if not refs:
+                    self.error(
+                        (*npath, "if"),
+                        f"'{name}' has no input to stand for it when 'if' leaves it out",
+                        ctx=ctx,
+                    )
+                    ok = False
+                    continue
                 left_out[name] = refs[0]
                 continue
             assert isinstance(node, Node)

@@ -172,13 +172,9 @@ class Checker(Walker):
         if "model" not in data:
             self.error(("model",), "missing 'model': the network", kind="missing")
         else:
-            for key in ("for", "if", "splice"):
-                if isinstance(data["model"], dict) and key in data["model"]:
-                    self.error(
-                        ("model", key),
-                        f"'{key}' is for the children of a container, not the model itself",
-                        key=True,
-                    )
+            self.alone(
+                data["model"], ("model",), "the model itself", ("for", "if", "splice"), Ctx()
+            )
             raw = data["model"]
             self.check_refs(raw, ("model",), set(self.globals) | self.unset, what="parameter")
             if self.globals:

@@ -289,6 +289,9 @@ class Walker(Containers):
         value = raw["if"]
         if placeholder(value, ctx):
             return True
+        if value is None:
+            self.error((*path, "if"), "'if' must be true or false, got null", ctx=ctx)
+            return None
         value = self.compute(value, (*path, "if"), ctx)
         if value is None:
             return None
