@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import json
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -15,11 +16,11 @@ from ..errors import Path, did_you_mean
 from ..limits import MAX_SUGGEST
 from ..registry import TypeDef
 from ..spec import Node
-from ..types import describe, pydantic_type, uses_node
+from ..types import TypeSpec, describe, pydantic_type, uses_node
 from .collector import Collector
 from .context import NODE_KEYS, Ctx, placeholder, show
 
-__all__ = ["Arguments", "args_model"]
+__all__ = ["Arguments", "args_model", "fits"]
 
 
 @functools.cache
@@ -39,6 +40,26 @@ def args_model(t: TypeDef) -> type[BaseModel]:
         f"{t.name}Args", __config__=ConfigDict(strict=True, extra="forbid"), **fields
     )
     return model
+
+
+@functools.cache
+def _value_model(type_key: str) -> type[BaseModel]:
+    model: type[BaseModel] = create_model(
+        "Value",
+        __config__=ConfigDict(strict=True),
+        value=(pydantic_type(json.loads(type_key)), ...),
+    )
+    return model
+
+
+def fits(t: TypeSpec, value: Any) -> bool:
+    """Whether ``value`` has type ``t``, checked as arguments are (a block's or the model's
+    parameter, a constant ``forward`` keyword)."""
+    try:
+        _value_model(json.dumps(t, sort_keys=True)).model_validate({"value": value})
+    except ValidationError:
+        return False
+    return True
 
 
 class Arguments(Collector):

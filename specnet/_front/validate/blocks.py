@@ -6,24 +6,20 @@ from __future__ import annotations
 import contextlib
 import copy
 import difflib
-import functools
-import json
 import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..errors import Path, did_you_mean, format_path
 from ..expr import INDEX, ExprError, bind, is_expression, names, parse
 from ..limits import MAX_EXPANDED, MAX_SUGGEST
-from ..registry import CONTAINERS, Param, TypeDef, layers
+from ..registry import CONTAINERS, layers
 from ..source import Document
 from ..spec import Node
 from ..types import describe
-from .args import Arguments, args_model
+from .args import Arguments, fits
 from .context import NODE_KEYS, PARAM_NAME, PARAM_REF, Ctx, TooLarge, placeholder, show
 
 __all__ = ["PARAM_TYPES", "Block", "Blocks", "substitute"]
@@ -234,6 +230,8 @@ class Blocks(Arguments):
             )
             return None
         values: dict[str, Any] = {}
+        unknown = {k for k, v in args.items() if placeholder(v, ctx)}
+        """Parameters given a value not known here (the body of a block checked as written)."""
         ok = True
         for k, v in args.items():
             if k not in block.params:
@@ -246,19 +244,14 @@ class Blocks(Arguments):
                     ctx=ctx,
                 )
                 ok = False
-            elif not placeholder(v, ctx):
+            elif k not in unknown:
                 values[k] = v
-        unknown = {k for k, v in args.items() if placeholder(v, ctx)}
         for pname, spec in block.params.items():
             if isinstance(spec, tuple):
                 if pname not in unknown:
                     values.setdefault(pname, spec[1])
             elif pname in values:
-                try:
-                    args_model(_param_typedef(block.name, pname, spec)).model_validate(
-                        {pname: values[pname]}
-                    )
-                except ValidationError:
+                if not fits(spec, values[pname]):
                     self.error(
                         (*path, pname),
                         f"expected {describe(spec)}, got {show(values[pname])}",
@@ -315,15 +308,6 @@ class Blocks(Arguments):
         for p in [p for p in self.redirect if p[: len(body_path)] == body_path]:
             del self.redirect[p]
         return node
-
-
-@functools.cache
-def _param_typedef_cached(block: str, name: str, spec_key: str) -> TypeDef:
-    return TypeDef(f"{block}.{name}", "custom", (Param(name, json.loads(spec_key)),))
-
-
-def _param_typedef(block: str, name: str, spec: Any) -> TypeDef:
-    return _param_typedef_cached(block, name, json.dumps(spec, sort_keys=True))
 
 
 def _size(value: Any, most: int | None = None) -> int:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, create_model
-
 from ..errors import Path, did_you_mean
 from ..registry import CONTAINERS, attributes, layers, name_taken
 from ..spec import Graph, GraphNode, Layer, ModuleDict, ModuleList, Node, NodeRef, Sequential
-from ..types import TypeSpec, describe, pydantic_type
+from ..types import describe
+from .args import fits
 from .blocks import Blocks
 from .context import LAYER_NAME, NODE_KEYS, TEMPLATE_NAME, Ctx, placeholder, show
 
@@ -428,7 +425,7 @@ class Containers(Blocks):
             elif placeholder(v, ctx):
                 continue
             elif not kw.tensor:
-                if not _fits(kw.type, v):
+                if not fits(kw.type, v):
                     self.error(
                         (*where, k),
                         f"expected {describe(kw.type)}, got {show(v)}",
@@ -513,25 +510,6 @@ def _takes_no_input(raw: Any) -> bool:
     name = raw if isinstance(raw, str) else raw.get("type") if isinstance(raw, dict) else None
     t = layers().get(name) if isinstance(name, str) else None
     return t is not None and t.rule is not None and t.rule.inputs[1] == 0
-
-
-@functools.cache
-def _keyword_model(type_key: str) -> type[BaseModel]:
-    model: type[BaseModel] = create_model(
-        "Keyword",
-        __config__=ConfigDict(strict=True),
-        value=(pydantic_type(json.loads(type_key)), ...),
-    )
-    return model
-
-
-def _fits(t: TypeSpec, value: Any) -> bool:
-    """Whether a constant keyword argument has its type."""
-    try:
-        _keyword_model(json.dumps(t, sort_keys=True)).model_validate({"value": value})
-    except ValidationError:
-        return False
-    return True
 
 
 def _holds_parameters(node: Node) -> str | None:

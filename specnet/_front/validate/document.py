@@ -6,15 +6,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import ValidationError
-
 from ..errors import Path, SpecValidationError, did_you_mean
 from ..limits import MAX_ELEMENTS, MAX_NAME
 from ..source import Document
 from ..spec import DTYPES, Graph, Node, Sequential, Spec, TensorSpec
 from ..types import describe
-from .args import args_model
-from .blocks import _param_typedef, substitute
+from .args import fits
+from .blocks import substitute
 from .context import LAYER_NAME, SPEC_NAME, Ctx, TooLarge, show
 from .walk import Walker
 
@@ -270,13 +268,10 @@ class Checker(Walker):
                 )
                 self.unset.add(pname)
                 continue
-            if not isinstance(spec, tuple):
-                try:
-                    args_model(_param_typedef("params", pname, spec)).model_validate({pname: value})
-                except ValidationError:
-                    self.error(where, f"expected {describe(spec)}, got {show(value)}", kind="type")
-                    self.unset.add(pname)
-                    continue
+            if not isinstance(spec, tuple) and not fits(spec, value):
+                self.error(where, f"expected {describe(spec)}, got {show(value)}", kind="type")
+                self.unset.add(pname)
+                continue
             values[pname] = value
         return values
 

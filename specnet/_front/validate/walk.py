@@ -361,17 +361,8 @@ class Walker(Containers):
             elif splice or "{" in name:
                 out.extend(group)
             elif len(group) > 1:
-                if group:
-                    out.append(
-                        (
-                            name,
-                            Sequential(
-                                path,
-                                tuple((str(i), node) for i, (_, node) in enumerate(group)),
-                                notes=ctx.notes,
-                            ),
-                        )
-                    )
+                copies = tuple((str(i), node) for i, (_, node) in enumerate(group))
+                out.append((name, Sequential(path, copies, notes=ctx.notes)))
             else:
                 out.extend(group)
         if ok and not inline:
