@@ -19,11 +19,13 @@ from specnet._front.errors import (
 from specnet._front.registry import list_layers
 from specnet._front.spec import Spec, TensorSpec
 from specnet._front.trainspec import TrainSpec
+from specnet._import.problems import Problem, SpecImportError
 
 from ._api import build, load, summary, validate
 
 if _typing.TYPE_CHECKING:
     from specnet._build.register import register
+    from specnet._import.api import from_module
     from specnet._train.trainer import Callback, Trainer
 
 __version__ = "0.1.0"
@@ -31,8 +33,10 @@ __version__ = "0.1.0"
 __all__ = [
     "Callback",
     "ErrorItem",
+    "Problem",
     "Spec",
     "SpecError",
+    "SpecImportError",
     "SpecShapeError",
     "SpecSyntaxError",
     "SpecValidationError",
@@ -43,6 +47,7 @@ __all__ = [
     "Trainer",
     "__version__",
     "build",
+    "from_module",
     "list_layers",
     "load",
     "register",
@@ -55,6 +60,7 @@ _LAZY = {
     "Callback": "._train.trainer",
     "Trainer": "._train.trainer",
     "register": "._build.register",  # it takes torch classes
+    "from_module": "._import.api",  # it traces a module
 }
 
 

@@ -238,6 +238,7 @@ SAMPLES: dict[str, list[Case]] = {
     "Permute": [c(X, dims=[0, 2, 1]), c([2, 3, 4], dims=[0, -1, 1, 2])],
     "Transpose": [c(X, dim0=1, dim1=2), c([2, 3, 4], dim0=-1, dim1=1)],
     "Index": [c([5, 4], dim=1, index=-1), c([5, 4], dim=2, index=0)],
+    "Narrow": [c([6, 4], dim=1, start=2, length=3), c([6, 4], dim=2, start=-3, length=3)],
     "Select": [c(LSTM_OUT, index=0), c(LSTM_OUT, index=-1)],
     "Chunk": [c([6, 4], chunks=3, dim=1), c([2, 7], chunks=3, dim=-1), c([5, 2], chunks=4, dim=1)],
     # combining
@@ -601,6 +602,9 @@ MISMATCHES: list[Bad] = [
     bad("Permute", [X], "dims", "[0, 1, 1]", "[3, 4]", dims=[0, 1, 1]),
     ours(bad("Index", [[3]], "dim", "batch", dim=0, index=0)),
     bad("Index", [[3]], "index", "3", "[3]", dim=1, index=3),
+    bad("Narrow", [[6]], "length", "exceeds", dim=1, start=4, length=3),
+    ours(bad("Narrow", [[3]], "dim", "batch", dim=0, start=0, length=1)),
+    bad("Narrow", [[6]], "start", "out of range", dim=1, start=7, length=0),
     ours(bad("Select", [[3]], None, "[3]", index=0)),
     bad("Select", [([3], [4])], "index", "([3], [4])", index=2),
     bad("Mean", [X], "dim", "3", "[3, 4]", dim=3),

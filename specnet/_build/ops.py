@@ -40,6 +40,7 @@ __all__ = [
     "Mean",
     "Mul",
     "MultiheadAttention",
+    "Narrow",
     "Parameter",
     "Permute",
     "Reshape",
@@ -286,6 +287,22 @@ class Index(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, index={self.index}"
+
+
+class Narrow(nn.Module):
+    """``x.narrow(dim, start, length)``: ``length`` positions from ``start`` along ``dim``."""
+
+    def __init__(self, dim: int, start: int, length: int) -> None:
+        super().__init__()
+        self.dim = dim
+        self.start = start
+        self.length = length
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.narrow(self.dim, self.start, self.length)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, start={self.start}, length={self.length}"
 
 
 class MultiheadAttention(nn.MultiheadAttention):

@@ -102,6 +102,45 @@ def _export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _import(args: argparse.Namespace) -> int:
+    from specnet._import.api import import_module, match, register_custom, schema_reference
+    from specnet._import.command import arguments, build_module, shape, writable
+
+    dims = shape(args.input)
+    kwargs = arguments(args.arg or [])
+    output = None if args.output in (None, "-") else Path(args.output)
+    if output is not None:
+        writable(output)
+    module = build_module(args.target, kwargs)
+    source = shlex.join(
+        [args.target, *(f"--arg={a}" for a in args.arg or []), "--input", args.input]
+    )
+    imported = import_module(
+        module,
+        dims,
+        dtype=args.dtype,
+        allow_custom=args.allow_custom,
+        schema=schema_reference(output or Path.cwd() / "spec.yaml"),
+        source=source,
+    )
+    if output is None:
+        sys.stdout.write(imported.text)
+    else:
+        try:
+            output.write_text(imported.text, "utf-8")
+        except OSError as exc:
+            raise UsageError(f"-o {output}: cannot write it: {exc.strerror}") from None
+    where = "stdout" if output is None else str(output)
+    if args.no_check:
+        print(f"wrote {where} (not checked)", file=sys.stderr)
+        return EXIT_OK
+    for kind, cls in imported.custom.items():  # for this check; the file says how to register
+        register_custom(kind, cls)
+    result = match(module, output or imported.text, dims, dtype=args.dtype)
+    print(f"wrote {where}: {result}", file=sys.stderr)
+    return EXIT_OK if result.exact else SpecError.exit_code
+
+
 def _load(args: argparse.Namespace, file: str) -> Any:
     """The spec ``file`` with ``--set`` (and ``--variant``) applied."""
     from specnet._front.overrides import Override, load_with_overrides
@@ -270,6 +309,35 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--format", choices=["python", "onnx"], default="python")
     e.add_argument("-o", "--output", help="output file (python: default stdout; onnx: FILE.onnx)")
     e.set_defaults(run=_export)  # stdout is the generated code: errors go to stderr
+
+    im = sub.add_parser(
+        "import",
+        help="write a spec for a PyTorch model of your own Python code (MODULE:CALLABLE)",
+        description="Trace MODULE:CALLABLE(**args) with torch.fx on an input of the given shape "
+        "and write its spec; then build it, load the model's state_dict into it strictly and "
+        "compare their outputs (unless --no-check).",
+    )
+    im.add_argument("target", metavar="MODULE:CALLABLE", help="e.g. torchvision.models:resnet50")
+    im.add_argument(
+        "--arg",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a keyword argument of CALLABLE (repeatable)",
+    )
+    im.add_argument(
+        "--input", required=True, metavar="SHAPE", help="one sample's shape, e.g. 3,224,224"
+    )
+    im.add_argument("--dtype", default="float32", help="the input's dtype (default float32)")
+    im.add_argument(
+        "-o", "--output", metavar="FILE", help="where to write the spec (default stdout)"
+    )
+    im.add_argument(
+        "--allow-custom",
+        action="store_true",
+        help="keep a submodule whose class is not registered and cannot be read as a custom type",
+    )
+    im.add_argument("--no-check", action="store_true", help="do not build and compare the spec")
+    im.set_defaults(run=_import)
 
     sets = argparse.ArgumentParser(add_help=False, parents=[variant])
     sets.add_argument(

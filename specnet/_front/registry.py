@@ -482,6 +482,16 @@ def _ops() -> list[TypeDef]:
             "Takes one position along a dimension: x.select(dim, index), e.g. the last time step.",
         ),
         (
+            "Narrow",
+            (
+                Param("dim", "int", "The dimension to cut, batch is 0."),
+                Param("start", "int", "The first position kept (negative counts from the end)."),
+                Param("length", "int", "How many positions are kept."),
+            ),
+            "Keeps length positions from start along a dimension: x.narrow(dim, start, length), "
+            "i.e. x[:, start:start + length] for dim 1 (a channel slice, a piece of a split).",
+        ),
+        (
             "Parameter",
             _held(),
             "A learned tensor held by the graph under the node's name (no input, no batch dimension): nn.Parameter.",

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from .base import (
     NONE,
+    NONNEGATIVE,
     SIZE,
     Args,
     Out,
@@ -104,6 +105,28 @@ def index(args: Args, inputs: list[Value]) -> Out:
             f"index {i} is out of range for dim {args['dim']} of {x} (size {size})", arg="index"
         )
     return Out(TensorType(x.shape[:d] + x.shape[d + 1 :], x.dtype), args)
+
+
+@rules.rule("Narrow", ranges={"length": NONNEGATIVE})
+def narrow(args: Args, inputs: list[Value]) -> Out:
+    """``x.narrow(dim, start, length)``: ``length`` positions from ``start`` along ``dim``
+    (not the batch, 0)."""
+    x = tensor(inputs[0])
+    d = _dim(args["dim"], x)
+    size, start, length = x.shape[d], args["start"], args["length"]
+    if not -size <= start <= size:
+        raise ShapeMismatch(
+            f"start {start} is out of range for dim {args['dim']} of {x} (size {size})", arg="start"
+        )
+    first = start + size if start < 0 else start
+    if first + length > size:
+        raise ShapeMismatch(
+            f"start {start} + length {length} exceeds dim {args['dim']} of {x} (size {size})",
+            arg="length",
+        )
+    shape = list(x.shape)
+    shape[d] = length
+    return Out(TensorType(tuple(shape), x.dtype), args)
 
 
 @rules.rule("Chunk", ranges={"chunks": SIZE})
