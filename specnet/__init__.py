@@ -17,6 +17,7 @@ from specnet._front.errors import (
     SpecWarning,
 )
 from specnet._front.registry import list_layers
+from specnet._front.schema import schema_path
 from specnet._front.spec import Spec, TensorSpec
 from specnet._front.trainspec import TrainSpec
 from specnet._import.problems import Problem, SpecImportError
@@ -28,7 +29,17 @@ if _typing.TYPE_CHECKING:
     from specnet._import.api import from_module
     from specnet._train.trainer import Callback, Trainer
 
-__version__ = "0.1.0"
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("specnet-core")  # the distribution that holds this package
+    except PackageNotFoundError:  # imported from a tree that is not installed
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 __all__ = [
     "Callback",
@@ -51,6 +62,7 @@ __all__ = [
     "list_layers",
     "load",
     "register",
+    "schema_path",
     "summary",
     "validate",
 ]
@@ -67,6 +79,10 @@ _LAZY = {
 def __getattr__(name: str) -> _typing.Any:
     if name in _LAZY:
         from importlib import import_module
+
+        from specnet._front.requires import require_torch
+
+        require_torch(f"specnet.{name}")
 
         value = getattr(import_module(_LAZY[name], __name__), name)
         globals()[name] = value

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from specnet._front.overrides import Override, apply_overrides
+from specnet._front.requires import require_torch
 from specnet._front.source import Document, read_document
 from specnet._front.spec import Spec
 from specnet._front.validate import validate_document
@@ -104,6 +105,7 @@ def _check_one(spec: Spec, build: bool) -> None:
     from specnet._front.infer import infer
 
     if build:
+        require_torch("a check with build=True")
         from specnet._build.compiler import build_module
 
         build_module(spec, "meta")
@@ -140,6 +142,7 @@ def build(
     ``"bfloat16"``) converts floating-point parameters. Shape mismatches raise
     :class:`SpecShapeError` pointing at the spec line.
     """
+    require_torch("specnet.build")
     import torch
 
     from specnet._build.compiler import build_module
@@ -155,6 +158,7 @@ def summary(source: SpecSource, *, variant: str | None = None) -> Summary:
     Computed from the spec (shape inference and a build on the meta device),
     without a forward pass on real data; ``str()`` renders a table.
     """
+    require_torch("specnet.summary")
     from specnet._build.summary import summarize
 
     return summarize(load(source, variant=variant))

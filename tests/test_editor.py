@@ -353,8 +353,120 @@ def test_completion_offers_only_the_arguments_of_that_exact_type(
 ) -> None:
     # While completing, yaml-language-server takes a string value for a prefix still being
     # typed, so `if: {properties: {type: {const: EmbeddingBag}}}` holds for `type: Embedding`
-    # and EmbeddingBag's arguments are offered too. `{type: string, pattern: "^EmbeddingBag$"}`
-    # in the condition is matched exactly (`type: string` keeps `type: 3` out of every branch).
+    # and EmbeddingBag's arguments are offered too. The schema's condition is a pattern,
+    # matched exactly.
     labels = complete(lsp, HEAD + "    - type: Embedding\n      |\n")
     assert {"num_embeddings", "embedding_dim"} <= set(labels), labels
     assert not {"mode", "include_last_offset"} & set(labels), f"EmbeddingBag's offered: {labels}"
+
+
+def test_a_type_that_is_not_a_string_selects_no_layer(lsp: LspClient, schema: Path) -> None:
+    body = HEAD + "    - {type: 3, out_channels: 6}\n"
+    diagnostics = diagnose(lsp, body)
+    line = line_of(body, "type: 3")
+    assert diagnostics and all(d["range"]["start"]["line"] == line for d in diagnostics), show(
+        diagnostics
+    )
+    assert not any("out_channels" in d["message"] for d in diagnostics), show(diagnostics)
+
+
+# -- keys offered only where they are valid -----------------------------------------------
+
+GRAPH = """\
+input: [1, 28, 28]
+model:
+  type: Graph
+  nodes:
+    a: Flatten
+    b:
+      type: Linear
+      out_features: 3
+      |
+"""
+
+
+def test_graph_keys_are_offered_only_on_graph_nodes(lsp: LspClient, schema: Path) -> None:
+    in_sequential = complete(lsp, HEAD + "    - type: MultiheadAttention\n      |\n")
+    assert "embed_dim" in in_sequential, in_sequential
+    assert not {"input", "call"} & set(in_sequential), in_sequential
+    in_graph = complete(lsp, GRAPH)
+    assert {"input", "bias"} <= set(in_graph), in_graph
+    mha = complete(lsp, GRAPH.replace("type: Linear", "type: MultiheadAttention"))
+    assert {"input", "call"} <= set(mha), mha
+
+
+def test_input_in_a_sequential_is_flagged(lsp: LspClient, schema: Path) -> None:
+    body = HEAD + "    - {type: Linear, out_features: 3, input: x}\n"
+    assert_flagged(diagnose(lsp, body), line_of(body, "input: x"), "input")
+
+
+# -- hover ----------------------------------------------------------------------------------
+
+
+def hover(lsp: LspClient, body: str, needle: str, column: int) -> str:
+    """The hover text at ``column`` of the line holding ``needle``."""
+    text = MODELINE + body
+    uri = lsp._fresh_uri(DOC_PATH)
+    lsp._open(uri, text)
+    try:
+        result = lsp.request(
+            "textDocument/hover",
+            {
+                "textDocument": {"uri": uri},
+                "position": {"line": line_of(body, needle), "character": column},
+            },
+        )
+    finally:
+        lsp._close_document(uri)
+    return str((result or {}).get("contents", {}).get("value", ""))
+
+
+HOVERED = """\
+input: [1, 28, 28]
+model:
+  type: Sequential
+  layers:
+    - type: Conv2d
+      out_channels: 6
+      kernel_size: 3
+    - type: Graph
+      nodes:
+        a: {type: ReLU}
+        b:
+          type: Linear
+          out_features: 3
+          input: a
+"""
+
+
+@pytest.mark.parametrize(
+    ("needle", "column", "heading", "says"),
+    [
+        ("type: Sequential", 10, "Sequential", "one after another"),
+        ("type: Conv2d", 14, "Conv2d", "2D convolution"),
+        ("out_channels: 6", 8, "Conv2d", "channels produced by the convolution"),
+        ("type: Linear", 18, "Linear", "affine linear transformation"),
+    ],
+)
+def test_hover_names_the_layer(
+    lsp: LspClient, schema: Path, needle: str, column: int, heading: str, says: str
+) -> None:
+    text = hover(lsp, HOVERED, needle, column)
+    assert text.splitlines()[0] == f"#### {heading}", text[:300]
+    assert says in text, text[:300]
+
+
+# -- strict validators ------------------------------------------------------------------------
+
+
+def test_ajv_strict_mode_accepts_the_schema(schema: Path) -> None:
+    ajv = install_server().parents[2] / "ajv-cli" / "dist" / "index.js"
+    done = subprocess.run(
+        [_tool("node"), str(ajv), "compile", "--spec=draft7", "--strict=true", "-s", str(schema)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is valid" in done.stdout + done.stderr

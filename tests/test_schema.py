@@ -50,11 +50,20 @@ def test_schema_is_valid_draft7() -> None:
     jsonschema.Draft7Validator.check_schema(json.loads(SCHEMA.read_text("utf-8")))
 
 
+def _pointer(schema: Any, ref: str) -> Any:
+    node = schema
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
 def test_every_field_has_a_description() -> None:
     schema = json.loads(SCHEMA.read_text("utf-8"))
     missing = []
     for name, d in schema["definitions"].items():
         for prop, sub in d.get("properties", {}).items():
+            while set(sub) == {"$ref"}:  # a Graph node's keys refer to its layer's
+                sub = _pointer(schema, sub["$ref"])
             if "description" not in sub:
                 missing.append(f"{name}.{prop}")
     assert missing == []
@@ -92,3 +101,59 @@ def test_check_jsonschema_cli_accepts_examples() -> None:
         text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_check_jsonschema_accepts_the_schema_against_its_metaschema() -> None:
+    exe = Path(sys.executable).with_name("check-jsonschema")
+    done = subprocess.run(
+        [str(exe), "--check-metaschema", str(SCHEMA)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_schema_has_a_stable_versioned_id() -> None:
+    from specnet._front.schema import SCHEMA_ID
+
+    schema = json.loads(SCHEMA.read_text("utf-8"))
+    assert schema["$id"] == SCHEMA_ID
+    assert SCHEMA_ID.startswith("https://") and "/v1/" in SCHEMA_ID  # the format's version
+    editors = (ROOT / "docs" / "editors.md").read_text("utf-8")
+    assert SCHEMA_ID in editors
+
+
+def _descriptions(node: Any) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["description"]] if isinstance(node.get("description"), str) else []
+        return own + [d for v in node.values() for d in _descriptions(v)]
+    if isinstance(node, list):
+        return [d for v in node for d in _descriptions(v)]
+    return []
+
+
+def test_each_description_says_its_default_once() -> None:
+    texts = _descriptions(json.loads(SCHEMA.read_text("utf-8")))
+    twice = [t for t in texts if t.count("Default:") > 1 or t.count("Default ") > 1]
+    assert twice == []
+    # torch's own "Default: ``False``" gives way to the spec's spelling, from the signature
+    conv = json.loads(SCHEMA.read_text("utf-8"))["definitions"]["layer.Conv2d"]["properties"]
+    assert conv["bias"]["description"].endswith("Default: true.")
+    assert conv["padding_mode"]["description"].endswith('Default: "zeros".')
+    assert "``" not in conv["bias"]["description"]
+
+
+def test_the_installed_package_names_its_schema_file() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "specnet", "schema", "--path"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert Path(done.stdout.strip()).read_text("utf-8") == SCHEMA.read_text("utf-8")
+    assert specnet.schema_path().read_text("utf-8") == SCHEMA.read_text("utf-8")
+    printed = subprocess.run(
+        [sys.executable, "-m", "specnet", "schema", "--print"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert printed.stdout == SCHEMA.read_text("utf-8")

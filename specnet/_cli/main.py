@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import shlex
 import sys
@@ -21,44 +22,117 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from specnet._front.errors import SpecError, SpecnetError, SpecWarning, UsageError
+from specnet._front.errors import (
+    ErrorItem,
+    SpecError,
+    SpecnetError,
+    SpecWarning,
+    UsageError,
+    format_path,
+)
 
 __all__ = ["main"]
 
 EXIT_OK = 0
 EXIT_STALE = 1  # schema --check: the file is not up to date
 EXIT_INTERRUPTED = 130
+_NEEDS_TORCH = ("summary", "export", "import", "train", "evaluate", "predict")
 
 
 def _validate(args: argparse.Namespace) -> int:
     from specnet._api import check
 
     status = EXIT_OK
-    bad = 0
+    records: list[dict[str, Any]] = []
     for name in args.files:
+        errors: list[ErrorItem] = []
+        found: list[ErrorItem] = []
         if not Path(name).is_file():
-            print(f"{name}: no such file", file=sys.stderr)
             status = UsageError.exit_code
-            bad += 1
-            continue
-        try:
-            check(Path(name), build=args.build, variant=args.variant)
-        except SpecError as exc:  # reported, and the next file checked
-            bad += 1
-            for err in exc.errors:
-                print(err)
-            status = status or SpecError.exit_code
-    if not args.quiet:
-        total = len(args.files)
-        print(f"{total - bad} of {total} spec(s) valid", file=sys.stderr)
+            errors.append(ErrorItem((), "no such file", kind="usage", file=name))
+        else:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", SpecWarning)
+                try:
+                    check(Path(name), build=args.build, variant=args.variant)
+                except SpecError as exc:  # reported, and the next file checked
+                    errors.extend(exc.errors)
+                    status = status or SpecError.exit_code
+            for w in caught:
+                if isinstance(w.message, SpecWarning):
+                    if w.message.item not in found:
+                        found.append(w.message.item)
+                else:  # not the spec's: shown as Python shows it
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        records.append(_record(name, errors, found))
+        if args.format == "text":
+            for err in errors:
+                if err.kind == "usage":
+                    print(f"{name}: no such file", file=sys.stderr)
+                else:
+                    print(err)
+            for item in found:
+                print(SpecWarning(item), file=sys.stderr)
+        elif args.format == "github":
+            for err in errors:
+                print(_github("error", err))
+            for item in found:
+                print(_github("warning", item))
+    if args.format == "json":
+        json.dump({"files": records}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif not args.quiet:
+        valid = sum(r["valid"] for r in records)
+        print(f"{valid} of {len(records)} spec(s) valid", file=sys.stderr)
     return status
 
 
-def _schema(args: argparse.Namespace) -> int:
-    from specnet._front.schema import schema_text
+def _record(name: str, errors: list[ErrorItem], found: list[ErrorItem]) -> dict[str, Any]:
+    """One file's verdict for ``--format json``."""
 
+    def item(e: ErrorItem) -> dict[str, Any]:
+        return {
+            "line": e.line,
+            "column": e.col,
+            "path": format_path(e.path) if e.path else None,
+            "message": e.msg + (" [" + "; ".join(e.notes) + "]" if e.notes else ""),
+            "kind": e.kind,
+        }
+
+    return {
+        "file": name,
+        "valid": not errors,
+        "errors": [item(e) for e in errors],
+        "warnings": [item(w) for w in found],
+    }
+
+
+def _github(level: str, e: ErrorItem) -> str:
+    """A GitHub Actions workflow command: the problem as an annotation on its line."""
+
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    where = [f"file={prop(e.file or '<spec>')}"]
+    if e.line is not None:
+        where += [f"line={e.line}", f"col={e.col}"]
+    message = e.msg if not e.path else f"{format_path(e.path)}: {e.msg}"
+    if e.notes:
+        message += " [" + "; ".join(e.notes) + "]"
+    return f"::{level} {','.join(where)},title=specnet validate::{data(message)}"
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from specnet._front.schema import schema_path, schema_text
+
+    if args.path:
+        print(schema_path())
+        return EXIT_OK
     text = schema_text()
-    if args.output == "-":
+    if args.output == "-" or args.print:
         sys.stdout.write(text)
         return EXIT_OK
     out = Path(args.output)
@@ -73,6 +147,13 @@ def _schema(args: argparse.Namespace) -> int:
     tmp.write_text(text, "utf-8")
     tmp.replace(out)
     print(f"wrote {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _completion(args: argparse.Namespace) -> int:
+    import shtab  # here, not at the top: --help stays as fast as it was
+
+    sys.stdout.write(shtab.complete(parser(), shell=args.shell))
     return EXIT_OK
 
 
@@ -257,11 +338,18 @@ def _count(minimum: int) -> Any:
     return parse
 
 
+def _version() -> str:
+    from specnet import __version__
+
+    return __version__
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="specnet",
         description="Declarative PyTorch networks: validate, build and train YAML/JSON specs.",
     )
+    p.add_argument("--version", action="version", version=f"specnet {_version()}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     variant = argparse.ArgumentParser(add_help=False)
@@ -278,6 +366,13 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("files", nargs="+", metavar="FILE")
     v.add_argument("-q", "--quiet", action="store_true", help="print errors only")
     v.add_argument(
+        "--format",
+        choices=["text", "github", "json"],
+        default="text",
+        help="text: file:line:col: path: message (default); github: GitHub Actions "
+        "annotations; json: one document on stdout, for tools",
+    )
+    v.add_argument(
         "--build",
         action="store_true",
         help="also build each model on the meta device with the installed torch (imports torch)",
@@ -292,7 +387,20 @@ def parser() -> argparse.ArgumentParser:
         help="where to write ('-' for stdout)",
     )
     s.add_argument("--check", action="store_true", help="exit 1 if the file is not up to date")
+    s.add_argument("--print", action="store_true", help="write the schema to stdout")
+    s.add_argument(
+        "--path",
+        action="store_true",
+        help="print the path of the schema file the installed specnet carries (for editors)",
+    )
     s.set_defaults(run=_schema)
+
+    c = sub.add_parser(
+        "completion",
+        help='print a shell completion script: eval "$(specnet completion bash)"',
+    )
+    c.add_argument("shell", choices=["bash", "zsh", "tcsh"])
+    c.set_defaults(run=_completion)
 
     m = sub.add_parser(
         "summary",
@@ -434,6 +542,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.started = started
     args.argv = argv
     try:
+        if args.command in _NEEDS_TORCH or getattr(args, "build", False) is True:
+            from specnet._front.requires import require_torch
+
+            require_torch(
+                f"specnet {args.command}" + (" --build" if args.command == "validate" else "")
+            )
         with _spec_warnings():
             code: int = args.run(args)
     except SpecnetError as exc:

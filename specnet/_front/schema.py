@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 from .expr import INDEX, MAX_EXPRESSION
@@ -38,7 +40,15 @@ from .trainspec import TrainSpec, datasets, transforms
 from .types import json_schema
 from .validate.context import LAYER_NAME, NODE_KEYS, PARAM_NAME, SPEC_NAME, TEMPLATE_NAME
 
-__all__ = ["build_schema", "schema_text"]
+__all__ = ["SCHEMA_ID", "SPEC_FILE_PATTERNS", "build_schema", "schema_path", "schema_text"]
+
+SCHEMA_ID = "https://specnet.dev/schemas/v1/specnet.schema.json"
+"""The schema's ``$id``: the newest release's schema for format version 1 (docs/editors.md
+describes the URL scheme)."""
+
+SPEC_FILE_PATTERNS = ("*.specnet.yaml", "*.specnet.yml", "*.specnet.json")
+"""The names that mark a file as a spec for editors (SchemaStore's ``fileMatch``) and for
+the pre-commit hook (its ``files``)."""
 
 _DEFS = "#/definitions/"
 _PARAM_REF = {
@@ -83,6 +93,10 @@ _CALL = {
     "type": "object",
     "description": "Keyword arguments of the layer's forward: constants, or names of graph nodes.",
 }
+_NONSTRING = {
+    "anyOf": [{"type": t} for t in ("number", "boolean", "null", "array", "object")],
+    "description": "Any value but a string.",
+}
 _INPUT = {
     "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
     "description": "Graph nodes only: the name(s) of the node's input(s). Default: the node "
@@ -90,10 +104,21 @@ _INPUT = {
 }
 
 
+# torch's docstrings often end an argument with its default ("Default: ``False``"); the
+# schema says it once, from the signature, in the spelling of a spec file ("Default: false").
+_TORCH_DEFAULT = re.compile(
+    r"\s*Default:\s*(?:``)?(?:\([^)]*\)|\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[^\s`]+?)(?:``)?"
+    r"(?:\s+\([^)]*\))?(?:\.(?=\s|$)|(?=\s|$))"
+)
+
+
+def _sentence(doc: str) -> str:
+    doc = _TORCH_DEFAULT.sub("", doc).strip()
+    return doc if doc.endswith((".", "!", "?")) else doc + "."
+
+
 def _param_doc(t: TypeDef, p: Param) -> str:
-    doc = (p.doc or f"`{p.name}` argument of {t.name}").rstrip()
-    if not doc.endswith((".", "!", "?", "...")):
-        doc += "."
+    doc = _sentence(p.doc or f"`{p.name}` argument of {t.name}")
     if p.name in t.infers:
         return f"{doc} Inferred from the input shape when left out."
     if p.required:
@@ -120,8 +145,10 @@ def _with_params(schema: Any, param: str) -> Any:
     return out
 
 
-def _arg_schema(t: TypeDef, p: Param, variant: str, node: bool) -> dict[str, Any]:
-    inner = json_schema(p.type, _DEFS + f"{variant}node", p.range)
+def _arg_schema(
+    t: TypeDef, p: Param, variant: str, node: bool, node_def: str = "node"
+) -> dict[str, Any]:
+    inner = json_schema(p.type, _DEFS + f"{variant}{node_def}", p.range)
     if node:  # a layer's values may be expressions; the train: section's are plain values
         # Without blocks or params, the only name an expression may use is a copy's $index.
         param = "param" if variant == "open" else "index"
@@ -140,12 +167,10 @@ def _object(t: TypeDef, variant: str, node_keys: bool = True) -> dict[str, Any]:
         props["for"] = _FOR
         props["if"] = _IF
         props["splice"] = _SPLICE
-        call = _call(t)
-        if call is not None:
-            props["call"] = call
-        props["input"] = _INPUT
     for p in t.params:
-        props[p.name] = _arg_schema(t, p, variant, node_keys)
+        # A Graph's nodes are the only place where a node may say its input (and call:).
+        node_def = "graphnode" if t.name == "Graph" and p.name == "nodes" else "node"
+        props[p.name] = _arg_schema(t, p, variant, node_keys, node_def)
         if t.kind == "container" and p.name in ("layers", "nodes"):
             _name_children(props[p.name], t.name)
     required = ["type", *(n for n in t.required())]
@@ -157,6 +182,18 @@ def _object(t: TypeDef, variant: str, node_keys: bool = True) -> dict[str, Any]:
         "required": required,
         "additionalProperties": False,
     }
+
+
+def _graph_object(t: TypeDef, variant: str, plain: dict[str, Any]) -> dict[str, Any]:
+    """A Graph node of type ``t``: its layer schema (``plain``, referred to key by key, not
+    copied) and the keys only a Graph's nodes have."""
+    own = f"{_DEFS}{variant}layer.{t.name}/properties/"
+    props: dict[str, Any] = {k: {"$ref": own + k} for k in plain["properties"]}
+    call = _call(t)
+    if call is not None:
+        props["call"] = call
+    props["input"] = _INPUT
+    return {**plain, "properties": props}
 
 
 def _call(t: TypeDef) -> dict[str, Any] | None:
@@ -174,7 +211,7 @@ def _call(t: TypeDef) -> dict[str, Any] | None:
         what = "A graph node's name (a tensor), or null. " if kw.tensor else ""
         props[name] = {
             "anyOf": [value, {"$ref": _DEFS + "param"}],
-            "description": f"{what}{kw.doc} Default: {json.dumps(kw.default)}.",
+            "description": f"{what}{_sentence(kw.doc)} Default: {json.dumps(kw.default)}.",
         }
     return {**_CALL, "properties": props, "additionalProperties": False}
 
@@ -206,28 +243,54 @@ def _child_names(container: str) -> dict[str, Any]:
 def _dispatch(
     types: Iterable[TypeDef], prefix: str, names_schema: dict[str, Any], what: str
 ) -> dict[str, Any]:
-    """An object whose ``type`` selects one of ``types`` (if/then per type)."""
-    return {
-        "type": "object",
-        "required": ["type"],
+    """An object whose ``type`` selects one of ``types`` (if/then per type).
+
+    The list of names comes after the selection, in ``allOf``: an editor's hover shows the
+    first schema that matches the value, and that should be the selected type's (its name as
+    the heading, its docs), not the list of every name under the enclosing container's title.
+    """
+    names = {
         "properties": {
             "type": {
                 **names_schema,
                 "description": f"The {what} type: a torch name (or a specnet name).",
             }
         },
+        "required": ["type"],
+    }
+    return {
+        "type": "object",
         "allOf": [
-            {
-                # A pattern rather than "const": while completing, yaml-language-server
-                # treats a string as a prefix, so const "EmbeddingBag" would match "Embedding".
-                "if": {
-                    "properties": {"type": {"type": "string", "pattern": f"^{re.escape(t.name)}$"}},
-                    "required": ["type"],
-                },
-                "then": {"$ref": _DEFS + prefix + t.name},
-            }
-            for t in types
+            *(
+                {
+                    "if": _is_type(t.name),
+                    "then": {"$ref": _DEFS + prefix + t.name},
+                }
+                for t in types
+            ),
+            names,
         ],
+    }
+
+
+def _is_type(name: str) -> dict[str, Any]:
+    """A condition: the object's ``type`` is ``name``.
+
+    Said as "not (type is a string other than ``name``)": yaml-language-server's hover shows
+    the first schema the hovered value was checked against, and it checks every ``if``; what
+    is checked inside a ``not`` is left out of hovers, so the selected type's own schema comes
+    first and names the heading. (A pattern, not a const, for completion too: while completing,
+    the server treats a string as a prefix, so const "EmbeddingBag" would match "Embedding".)
+    """
+    other = {  # anything but the string `name` (so that `type: 3` selects no type)
+        "anyOf": [
+            {"$ref": _DEFS + "nonstring"},
+            {"type": "string", "pattern": f"^(?!{re.escape(name)}$)"},
+        ]
+    }
+    return {
+        "required": ["type"],
+        "not": {"properties": {"type": other}, "required": ["type"]},
     }
 
 
@@ -276,7 +339,9 @@ def _train(defs: dict[str, Any]) -> dict[str, Any]:
         if "anyOf" in s:
             for sub in s["anyOf"]:
                 sub.pop("title", None)
-        s["description"] = f"{field.description} Default: {json.dumps(field.default)}."
+        s["description"] = (
+            f"{_sentence(field.description or name)} Default: {json.dumps(field.default)}."
+        )
         props[name] = s
     return {
         "type": "object",
@@ -327,11 +392,8 @@ def build_schema() -> dict[str, Any]:
     reg = layers()
     all_types = [*CONTAINERS.values(), *(reg[n] for n in sorted(reg))]
     names = [t.name for t in all_types]
-    defs: dict[str, Any] = {"param": _PARAM_REF, "index": _INDEX_REF}
+    defs: dict[str, Any] = {"param": _PARAM_REF, "index": _INDEX_REF, "nonstring": _NONSTRING}
     for variant in ("", "open"):
-        prefix = f"{variant}layer." if variant else "layer."
-        for t in all_types:
-            defs[prefix + t.name] = _object(t, variant)
         type_names: dict[str, Any]
         if variant:
             type_names = {
@@ -343,7 +405,6 @@ def build_schema() -> dict[str, Any]:
             }
         else:
             type_names = {"enum": names}
-        defs[f"{variant}layer"] = _dispatch(all_types, prefix, type_names, "layer")
         bare: dict[str, Any] = {
             "type": "string",
             "enum": _bare(all_types),
@@ -354,7 +415,17 @@ def build_schema() -> dict[str, Any]:
                 "type": "string",
                 "description": "A layer with no required arguments, a block, or a block parameter.",
             }
-        defs[f"{variant}node"] = {"anyOf": [bare, {"$ref": _DEFS + f"{variant}layer"}]}
+        for kind in ("layer", "graphlayer"):
+            prefix = f"{variant}{kind}."
+            for t in all_types:
+                plain = _object(t, variant)
+                if kind == "layer":
+                    defs[prefix + t.name] = plain
+                else:
+                    defs[prefix + t.name] = _graph_object(t, variant, plain)
+            defs[f"{variant}{kind}"] = _dispatch(all_types, prefix, type_names, "layer")
+            node = "node" if kind == "layer" else "graphnode"
+            defs[f"{variant}{node}"] = {"anyOf": [bare, {"$ref": _DEFS + f"{variant}{kind}"}]}
     for container in ("Sequential", "ModuleDict", "Graph"):
         defs[f"names.{container}"] = _child_names(container)
     defs["tensor"] = _tensor()
@@ -388,6 +459,7 @@ def build_schema() -> dict[str, Any]:
     model_doc = "The network: a layer, a container (Sequential, ModuleList, ModuleDict, Graph) or a block use."
     return {
         "$schema": "http://json-schema.org/draft-07/schema#",
+        "$id": SCHEMA_ID,
         "title": "specnet spec (format version 1)",
         "description": "A PyTorch network described with torch's own names. See specnet's docs/spec-format.",
         "type": "object",
@@ -406,7 +478,7 @@ def build_schema() -> dict[str, Any]:
                     {"$ref": _DEFS + "tensor"},
                     {
                         "type": "object",
-                        "not": {"required": ["shape"]},
+                        "not": {"properties": {"shape": {}}, "required": ["shape"]},
                         "additionalProperties": {"$ref": _DEFS + "namedtensor"},
                         "minProperties": 1,
                     },
@@ -432,11 +504,23 @@ def build_schema() -> dict[str, Any]:
             "train": {"$ref": _DEFS + "train"},
         },
         "additionalProperties": False,
-        "if": {"anyOf": [{"required": ["blocks"]}, {"required": ["params"]}]},
+        # (strict validators want a required key declared beside it: hence "properties")
+        "if": {
+            "anyOf": [
+                {"properties": {"blocks": {}}, "required": ["blocks"]},
+                {"properties": {"params": {}}, "required": ["params"]},
+            ]
+        },
         "then": {"properties": {"model": {"$ref": _DEFS + "opennode"}}},
         "else": {"properties": {"model": {"$ref": _DEFS + "node"}}},
         "definitions": defs,
     }
+
+
+def schema_path() -> Path:
+    """The schema file this installation carries (``schemas/specnet.schema.json`` of a
+    checkout), for an editor's settings or a ``$schema`` modeline."""
+    return Path(str(resources.files("specnet.schemas").joinpath("specnet.schema.json")))
 
 
 def schema_text() -> str:
