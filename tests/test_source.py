@@ -90,8 +90,8 @@ def test_mapping_input_is_copied() -> None:
         ("a: !foo 1\n", "tag '!foo' is not allowed"),
         ("a: !!binary aGk=\n", "is not allowed"),
         ("a: 1\n---\nb: 2\n", "found a second"),
-        ("a: [1, 2\n", "YAML syntax error"),
-        ("a:\n\t- 1\n", "YAML syntax error"),
+        ("a: [1, 2\n", "this [ is never closed"),
+        ("a:\n\t- 1\n", "a tab character: YAML indents with spaces"),
         ("a: *nothing\n", "refers to no finished anchor"),
         ("? [1, 2]\n: x\n", "mapping keys must be plain strings"),
         ("a: !!int x\n", "not a valid !!int"),
@@ -133,7 +133,7 @@ def test_huge_documents_are_refused_before_parsing(
     def no_parsing(*args: object) -> None:
         raise AssertionError("the parser ran on a document over the size limit")
 
-    monkeypatch.setattr(source, "_Parser", no_parsing)
+    monkeypatch.setattr(source.syntax, "PARSER", no_parsing)
     p = tmp_path / "huge.yaml"
     p.write_text("a: " + "x" * (MAX_BYTES + 1) + "\n")
     with pytest.raises(SpecSyntaxError, match="larger than"):

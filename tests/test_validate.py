@@ -274,7 +274,7 @@ train:
     assert errors(text) == [
         "4:35: train.optimizer.momentom: unknown argument 'momentom' for SGD; did you mean 'momentum'?",
         "5:9: train.loss.type: unknown loss type 'CrossEntropyLos'; did you mean 'CrossEntropyLoss'?",
-        "6:11: train.epochs: Input should be greater than or equal to 1, got 0",
+        "6:11: train.epochs: expected int >= 1, got 0",
         "7:3: train.batchsize: unknown train setting 'batchsize'; did you mean 'batch_size'?",
     ]
     spec = specnet.load(

@@ -10,6 +10,8 @@
         │   └── SpecShapeError        tensor shapes do not fit (found while compiling)
         ├── UsageError                ``exit_code`` 2: a command asked for something impossible
         │   └── OverrideError         a ``--set`` that cannot be applied (also a ValueError)
+        ├── MissingDependency         an extra's package the command needs is not installed (also
+        │                             an ImportError); found before any work was done
         ├── CheckpointError           a checkpoint is missing, unreadable, or another model's
         ├── TrainingError             the settings do not fit the model, the data or the processes
         └── NonFiniteLossError        the training loss is not finite (a FloatingPointError)
@@ -40,6 +42,7 @@ Path = tuple[str | int, ...]
 
 __all__ = [
     "ErrorItem",
+    "MissingDependency",
     "SpecError",
     "SpecShapeError",
     "SpecSyntaxError",
@@ -63,6 +66,29 @@ class UsageError(SpecnetError):
     """A command asked for something impossible: a missing file, options that conflict."""
 
     exit_code: ClassVar[int] = 2
+
+
+class MissingDependency(SpecnetError, ImportError):
+    """An optional package that a command needs (an extra: ``specnet[train]``,
+    ``specnet[export]``) is not installed.
+
+    Raised before the command does any work (see :mod:`specnet._front.extras`), so that a
+    missing package never leaves a half-written run folder or a traceback. ``modules`` are the
+    missing import names, ``install`` the pip command that brings them.
+
+    ``exit_code`` is 1, as for :class:`~specnet._front.requires.TorchMissingError` (torch is
+    missing): one exit status whichever package is missing; 2 stays for arguments that are wrong
+    whatever is installed. It is an :class:`ImportError` too, so a caller's
+    ``except ImportError`` fallback still applies.
+    """
+
+    def __init__(self, message: str, modules: Sequence[str] = (), install: str = "") -> None:
+        super().__init__(message, name=modules[0] if modules else None)
+        self.modules: tuple[str, ...] = tuple(modules)
+        self.install = install
+
+    def __reduce__(self) -> tuple[type[MissingDependency], tuple[str, tuple[str, ...], str]]:
+        return (type(self), (str(self), self.modules, self.install))
 
 
 def format_path(path: Path) -> str:

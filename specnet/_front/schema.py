@@ -108,13 +108,21 @@ _INPUT = {
 # schema says it once, from the signature, in the spelling of a spec file ("Default: false").
 _TORCH_DEFAULT = re.compile(
     r"\s*Default:\s*(?:``)?(?:\([^)]*\)|\[[^\]]*\]|'[^']*'|\"[^\"]*\"|[^\s`]+?)(?:``)?"
-    r"(?:\s+\([^)]*\))?(?:\.(?=\s|$)|(?=\s|$))"
+    r"(?:\s+\([^)]*\))?\.?(?=\s*$|\s+[A-Z(])"
 )
+"""torch's "Default: X" (a value, then the end of the text or a new sentence); not specnet's
+own defaults in words ("Default: the last node")."""
 
 
 def _sentence(doc: str) -> str:
     doc = _TORCH_DEFAULT.sub("", doc).strip()
     return doc if doc.endswith((".", "!", "?")) else doc + "."
+
+
+def _with_default(doc: str, value: Any) -> str:
+    """``doc`` and its default, once: a doc that says it in words keeps its own."""
+    doc = _sentence(doc)
+    return doc if re.search(r"\bDefault\b", doc) else f"{doc} Default: {json.dumps(value)}."
 
 
 def _param_doc(t: TypeDef, p: Param) -> str:
@@ -123,7 +131,7 @@ def _param_doc(t: TypeDef, p: Param) -> str:
         return f"{doc} Inferred from the input shape when left out."
     if p.required:
         return f"{doc} Required."
-    return f"{doc} Default: {json.dumps(p.default)}."
+    return _with_default(doc, p.default)
 
 
 _SCALARS = ("integer", "number", "boolean", "string")
@@ -211,7 +219,7 @@ def _call(t: TypeDef) -> dict[str, Any] | None:
         what = "A graph node's name (a tensor), or null. " if kw.tensor else ""
         props[name] = {
             "anyOf": [value, {"$ref": _DEFS + "param"}],
-            "description": f"{what}{_sentence(kw.doc)} Default: {json.dumps(kw.default)}.",
+            "description": what + _with_default(kw.doc, kw.default),
         }
     return {**_CALL, "properties": props, "additionalProperties": False}
 
@@ -339,9 +347,7 @@ def _train(defs: dict[str, Any]) -> dict[str, Any]:
         if "anyOf" in s:
             for sub in s["anyOf"]:
                 sub.pop("title", None)
-        s["description"] = (
-            f"{_sentence(field.description or name)} Default: {json.dumps(field.default)}."
-        )
+        s["description"] = _with_default(field.description or name, field.default)
         props[name] = s
     return {
         "type": "object",

@@ -4,7 +4,9 @@ YAML is read event by event, never through PyYAML's constructors: no tag can
 build a Python object, aliases are expanded under a budget, nesting depth and
 document size are bounded, and duplicate keys are errors (PyYAML keeps the last
 silently). Scalars follow the YAML 1.2 core schema, as JSON and the editors'
-yaml-language-server do: ``no`` is a string, ``1e-3`` is a float.
+yaml-language-server do: ``no`` is a string, ``1e-3`` is a float. A syntax error is
+worded in the file's terms and located at the mistake, not where the parser gave up
+(specnet._front.syntax).
 """
 
 from __future__ import annotations
@@ -20,13 +22,13 @@ from typing import Any
 
 import yaml
 
+from . import syntax
 from .errors import ErrorItem, Path, SpecSyntaxError
 from .limits import MAX_BYTES, MAX_DEPTH, MAX_INT, MAX_NODES
+from .syntax import reader_error, syntax_error
 
 __all__ = ["Document", "SourceMap", "read_document"]
 
-
-_Parser: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
 _BOOL = {"true": True, "True": True, "TRUE": True, "false": False, "False": False, "FALSE": False}
@@ -168,7 +170,7 @@ class _Builder:
         stack: list[_Frame] = []
         root: list[Any] = []
         documents = 0
-        for event in yaml.parse(self.text, Loader=_Parser):
+        for event in yaml.parse(self.text, Loader=syntax.PARSER):
             mark: Any = event.start_mark
             pos = (mark.line + 1, mark.column + 1)
             if isinstance(event, yaml.DocumentStartEvent):
@@ -349,22 +351,9 @@ def _parse_text(text: str, file: str | None) -> Document:
     try:
         data = builder.run()
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        # Something left open (a quote, a bracket) is found at the end of the text:
-        # point at where it was opened.
-        at_end = mark is not None and mark.index >= len(text.rstrip())
-        if exc.context_mark is not None and at_end:
-            mark = exc.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        msg = " ".join(p for p in (exc.context, exc.problem) if p) or "invalid YAML"
-        at = exc.problem_mark.index if exc.problem_mark is not None else -1
-        if "'\\t'" in msg or (0 <= at < len(text) and text[at] == "\t"):
-            msg += " (a tab: YAML indents with spaces only)"
-        item = ErrorItem((), f"YAML syntax error: {msg}", "syntax", file, line, col)
-        raise SpecSyntaxError([item]) from None
+        raise SpecSyntaxError([syntax_error(text, exc, file)]) from None
     except yaml.YAMLError as exc:  # reader errors: control characters and the like
-        item = ErrorItem((), f"unreadable spec: {exc}", "syntax", file, 1, 1)
-        raise SpecSyntaxError([item]) from None
+        raise SpecSyntaxError([reader_error(text, exc, file)]) from None
     return Document(data, builder.source, builder.errors)
 
 

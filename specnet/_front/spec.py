@@ -13,11 +13,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .errors import Path
+from .errors import Path, did_you_mean
 from .source import SourceMap
 
 __all__ = [
     "DTYPES",
+    "DTYPE_ALIASES",
     "Graph",
     "GraphNode",
     "Layer",
@@ -28,6 +29,7 @@ __all__ = [
     "Sequential",
     "Spec",
     "TensorSpec",
+    "unknown_dtype",
 ]
 
 DTYPES = (
@@ -42,6 +44,40 @@ DTYPES = (
     "uint8",
     "bool",
 )
+"""The dtypes a spec may name, each by torch's canonical name (``torch.int64``)."""
+
+DTYPE_ALIASES = {
+    "long": "int64",
+    "int": "int32",
+    "short": "int16",
+    "float": "float32",
+    "double": "float64",
+    "half": "float16",
+    "fp32": "float32",
+    "fp64": "float64",
+    "fp16": "float16",
+    "bf16": "bfloat16",
+}
+"""Other names of those dtypes (torch's ``torch.long``, the ``precision`` names): refused
+with the canonical name suggested, so that each dtype has one spelling in spec files (a
+diff, a search or a schema-aware editor sees one name)."""
+
+
+def unknown_dtype(value: Any, choices: tuple[str, ...] = DTYPES) -> str:
+    """The message for a dtype that is not one of ``choices``: the names, and the one meant.
+
+    Wherever a spec names a dtype (an input's ``dtype``, a Parameter's, a Buffer's, an
+    op's), this is what it says, so an alias such as ``long`` gets ``int64`` everywhere.
+    """
+    names = ", ".join(choices)
+    if not isinstance(value, str):
+        return f"expected a dtype name ({names}), got {str(value).lower()}"
+    text = value.removeprefix("torch.")
+    meant = DTYPE_ALIASES.get(text, text)
+    if meant in DTYPES and meant not in choices:
+        return f"dtype '{value}' is not allowed here: the dtypes here are {names}"
+    hint = f"; did you mean '{meant}'?" if meant in choices else did_you_mean(text, choices)
+    return f"unknown dtype '{value}' (the dtypes are {names}){hint}"
 
 
 @dataclass(frozen=True)

@@ -8,16 +8,22 @@ metrics are described here, once.
 from __future__ import annotations
 
 import functools
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
+from annotated_types import Ge, Gt, MinLen
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
-from pydantic_core import PydanticCustomError
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .errors import Path, did_you_mean
 from .registry import Param, Registry, TypeDef, losses, optimizers, schedulers
+from .types import Range, TypeSpec, describe
 from .validate.args import Arguments as Checker
+from .validate.args import pydantic_problem, wrong_value
 from .validate.context import Ctx, show
 
 __all__ = [
@@ -30,6 +36,7 @@ __all__ = [
     "TrainSpec",
     "check_train",
     "datasets",
+    "setting_problem",
     "transforms",
     "unknown_metric",
 ]
@@ -197,6 +204,107 @@ class TrainSpec(BaseModel):
 
 
 _TRAIN_KEYS = {k: f for k, f in TrainSpec.model_fields.items()}
+
+
+@dataclass(frozen=True)
+class _Setting:
+    """A ``train:`` setting's type in the words of layer arguments (:func:`describe`)."""
+
+    type: TypeSpec
+    range: Range | None = None
+    non_empty: bool = False
+    """A list that needs at least one value (``loss_weights``)."""
+
+    def words(self) -> str:
+        text = describe(self.type, self.range)
+        return text.replace("list of", "non-empty list of", 1) if self.non_empty else text
+
+    def item_words(self) -> str | None:
+        """The words for one value of a list setting (None if it is no list)."""
+        members = (
+            self.type["union"]
+            if isinstance(self.type, dict) and "union" in self.type
+            else [self.type]
+        )
+        for m in members:
+            if isinstance(m, dict) and "list" in m:
+                return describe(m["list"], self.range)
+        return None
+
+
+_DEVICE = "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
+"""``device``'s pattern, as words (a pattern has no :func:`describe`)."""
+
+
+def _type_of(annotation: Any) -> TypeSpec | None:
+    """The type description of a TrainSpec annotation (None: a Component, checked apart)."""
+    plain = {int: "int", float: "float", bool: "bool", str: "str", type(None): "null"}
+    if annotation in plain:
+        return plain[annotation]
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin is Annotated:
+        enum = next(
+            (
+                m.json_schema.get("enum")
+                for m in args[1:]
+                if isinstance(m, WithJsonSchema) and m.json_schema is not None
+            ),
+            None,
+        )
+        return {"enum": list(enum)} if enum else _type_of(args[0])
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
+        inner = _type_of(args[0])
+        return None if inner is None else {"list": inner}
+    if origin in (typing.Union, types.UnionType):
+        members = [_type_of(a) for a in args]
+        if any(m is None for m in members):
+            return None
+        return {"union": members}
+    return None
+
+
+def _setting(info: FieldInfo) -> _Setting | None:
+    t = _type_of(info.annotation)
+    if t is None:
+        return None
+    low = next((m for m in info.metadata if isinstance(m, (Ge, Gt))), None)
+    bounds = None
+    if isinstance(low, Ge):
+        bounds = Range(low=float(low.ge))  # type: ignore[arg-type]
+    elif isinstance(low, Gt):
+        bounds = Range(low=float(low.gt), low_open=True)  # type: ignore[arg-type]
+    return _Setting(
+        t, bounds, any(isinstance(m, MinLen) and m.min_length > 0 for m in info.metadata)
+    )
+
+
+_SETTINGS = {k: s for k, f in TrainSpec.model_fields.items() if (s := _setting(f)) is not None}
+"""Every setting but the components (data, loss, optimizer, schedule), by name."""
+
+
+def setting_problem(err: ErrorDetails) -> tuple[Path, str]:
+    """Where in ``train:`` one of TrainSpec's Pydantic errors is, and what it says in the
+    wording of the model's arguments (``expected int >= 1, got 0``): one wording for the
+    whole spec, whatever checked it."""
+    loc = tuple(err["loc"])
+    name = str(loc[0]) if loc else ""
+    setting = _SETTINGS.get(name)
+    if err["type"] == "extra_forbidden":
+        return loc[:1], f"unknown train setting '{name}'" + did_you_mean(name, list(_TRAIN_KEYS))
+    if setting is None or err["type"] in ("enum", "missing"):
+        return loc, pydantic_problem(err)
+    # check_train passes lists as tuples (TrainSpec is frozen): show them as written.
+    value = list(err["input"]) if isinstance(err["input"], tuple) else err["input"]
+    if name == "device":
+        return loc[:1], wrong_value(_DEVICE, value)
+    item = setting.item_words()
+    if len(loc) > 1 and isinstance(loc[1], int) and item is not None:
+        return loc[:2], wrong_value(item, value)
+    return loc[:1], wrong_value(setting.words(), value)
+
+
 _COMPONENT_KEYS = ("data", "loss", "optimizer", "schedule")
 
 _VISION = "MNIST FashionMNIST KMNIST CIFAR10 CIFAR100 SVHN"
@@ -335,9 +443,10 @@ def _component(checker: Checker, raw: Any, path: Path, reg: Registry) -> Compone
     if isinstance(raw, str):
         raw = {"type": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+        article = "an" if reg.what[0] in "aeiou" else "a"
         checker.error(
             path,
-            f"expected a {reg.what} name or a mapping with 'type', got {show(raw)}",
+            f"expected {article} {reg.what} name or a mapping with 'type', got {show(raw)}",
             kind="type",
         )
         return None
@@ -402,9 +511,7 @@ def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
         spec = TrainSpec.model_validate(values)
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
-            loc = err["loc"]
-            checker.error(
-                (*path, *loc[:2]), f"{err['msg']}, got {show(raw.get(loc[0]))}", kind="type"
-            )
+            where, msg = setting_problem(err)
+            checker.error((*path, *where), msg, kind="type")
         return None
     return spec if ok else None

@@ -14,13 +14,87 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from ..errors import Path, did_you_mean
 from ..limits import MAX_SUGGEST
-from ..registry import TypeDef
-from ..spec import Node
+from ..registry import Param, TypeDef
+from ..spec import DTYPES, Node, unknown_dtype
 from ..types import TypeSpec, describe, pydantic_type, uses_node
 from .collector import Collector
 from .context import NODE_KEYS, Ctx, placeholder, show
 
-__all__ = ["Arguments", "args_model", "fits"]
+__all__ = ["Arguments", "args_model", "fits", "pydantic_problem", "wrong_value"]
+
+_BOOL_WORDS = ("yes", "no", "on", "off", "y", "n")
+"""What YAML 1.1 read as booleans and YAML 1.2 (specnet, JSON, the editors) reads as text."""
+
+
+def wrong_value(expected: str, value: Any) -> str:
+    """The one wording of a value of the wrong type or out of range, in every part of a
+    spec (layer arguments, parameters, ``train:``): ``expected int >= 1, got 0``.
+
+    ``expected`` is a type's :func:`~specnet._front.types.describe`; a YAML 1.1 boolean
+    word where a bool is expected gets a hint, since it reads as a string here.
+    """
+    hint = ""
+    if "bool" in expected and isinstance(value, str) and value.lower() in _BOOL_WORDS:
+        hint = " (write true or false)"
+    return f"expected {expected}, got {show(value)}{hint}"
+
+
+_PYDANTIC_TYPES = {
+    "int_type": "int",
+    "int_parsing": "int",
+    "int_from_float": "int",
+    "float_type": "float",
+    "float_parsing": "float",
+    "bool_type": "bool",
+    "bool_parsing": "bool",
+    "string_type": "str",
+    "list_type": "list",
+    "tuple_type": "list",
+    "dict_type": "mapping",
+    "model_type": "mapping",
+    "model_attributes_type": "mapping",
+    "none_required": "null",
+}
+_PYDANTIC_BOUNDS = {
+    "greater_than": (">", "gt"),
+    "greater_than_equal": (">=", "ge"),
+    "less_than": ("<", "lt"),
+    "less_than_equal": ("<=", "le"),
+}
+
+
+def pydantic_problem(err: Mapping[str, Any]) -> str:
+    """A Pydantic validation error (one of ``ValidationError.errors()``) in the wording of
+    :func:`wrong_value` and the unknown/missing key messages.
+
+    For checks whose type has no description to :func:`describe`: what Pydantic's error
+    type and context say is all there is. Pydantic's own message is the last resort
+    (custom errors carry specnet's messages already).
+    """
+    kind = str(err.get("type", ""))
+    ctx: Mapping[str, Any] = err.get("ctx") or {}
+    loc = err.get("loc") or ("",)
+    name = str(loc[-1])
+    value = err.get("input")
+    if kind == "extra_forbidden":
+        return f"unknown key '{name}'"
+    if kind == "missing":
+        return f"missing '{name}'"
+    if kind in _PYDANTIC_TYPES:
+        return wrong_value(_PYDANTIC_TYPES[kind], value)
+    if kind in _PYDANTIC_BOUNDS:
+        sign, key = _PYDANTIC_BOUNDS[kind]
+        what = "int" if isinstance(value, int) else "float"
+        return wrong_value(f"{what} {sign} {ctx.get(key)}", value)
+    if kind == "literal_error":
+        return wrong_value(f"one of {ctx.get('expected')}", value)
+    if kind == "string_pattern_mismatch":
+        return wrong_value(f"str matching {ctx.get('pattern')}", value)
+    if kind == "too_short":
+        return wrong_value(f"at least {ctx.get('min_length')} values", value)
+    if kind == "too_long":
+        return wrong_value(f"at most {ctx.get('max_length')} values", value)
+    return str(err.get("msg", "invalid value"))
 
 
 @functools.cache
@@ -119,21 +193,9 @@ class Arguments(Collector):
                         ctx=ctx,
                     )
                 else:
-                    param = t.by_name[name]
-                    value = given.get(name)
-                    hint = ""
-                    if isinstance(value, str) and value.lower() in (
-                        "yes",
-                        "no",
-                        "on",
-                        "off",
-                        "y",
-                        "n",
-                    ):
-                        hint = " (write true or false)"
                     self.error(
                         (*path, name),
-                        f"expected {describe(param.type, param.range)}, got {show(value)}{hint}",
+                        _argument_problem(t.by_name[name], given.get(name)),
                         kind="type",
                         ctx=ctx,
                     )
@@ -157,3 +219,12 @@ class Arguments(Collector):
                     ctx=ctx,
                 )
         return out if ok else None
+
+
+def _argument_problem(param: Param, value: Any) -> str:
+    """A layer's (or op's, or a torch object's) argument of the wrong type: its type's
+    description, or for a dtype the dtype names with the canonical one meant."""
+    t = param.type
+    if isinstance(t, dict) and "enum" in t and set(t["enum"]) <= set(DTYPES):
+        return unknown_dtype(value, tuple(t["enum"]))
+    return wrong_value(describe(param.type, param.range), value)

@@ -19,7 +19,7 @@ from ..registry import CONTAINERS, layers
 from ..source import Document
 from ..spec import Node
 from ..types import describe
-from .args import Arguments, fits
+from .args import Arguments, fits, wrong_value
 from .context import NODE_KEYS, PARAM_NAME, PARAM_REF, Ctx, TooLarge, placeholder, show
 
 __all__ = ["PARAM_TYPES", "Block", "Blocks", "substitute"]
@@ -254,7 +254,7 @@ class Blocks(Arguments):
                 if not fits(spec, values[pname]):
                     self.error(
                         (*path, pname),
-                        f"expected {describe(spec)}, got {show(values[pname])}",
+                        wrong_value(describe(spec), values[pname]),
                         kind="type",
                         ctx=ctx,
                     )

@@ -10,7 +10,7 @@ from ..errors import Path, did_you_mean
 from ..registry import CONTAINERS, attributes, layers, name_taken
 from ..spec import Graph, GraphNode, Layer, ModuleDict, ModuleList, Node, NodeRef, Sequential
 from ..types import describe
-from .args import fits
+from .args import fits, wrong_value
 from .blocks import Blocks
 from .context import LAYER_NAME, NODE_KEYS, TEMPLATE_NAME, Ctx, placeholder, show
 
@@ -428,7 +428,7 @@ class Containers(Blocks):
                 if not fits(kw.type, v):
                     self.error(
                         (*where, k),
-                        f"expected {describe(kw.type)}, got {show(v)}",
+                        wrong_value(describe(kw.type), v),
                         kind="type",
                         ctx=ctx,
                     )

@@ -9,9 +9,9 @@ from typing import Any
 from ..errors import Path, SpecValidationError, did_you_mean
 from ..limits import MAX_ELEMENTS, MAX_NAME
 from ..source import Document
-from ..spec import DTYPES, Graph, Node, Sequential, Spec, TensorSpec
+from ..spec import DTYPES, Graph, Node, Sequential, Spec, TensorSpec, unknown_dtype
 from ..types import describe
-from .args import fits
+from .args import fits, wrong_value
 from .blocks import substitute
 from .context import LAYER_NAME, SPEC_NAME, Ctx, TooLarge, show
 from .walk import Walker
@@ -95,11 +95,7 @@ class Checker(Walker):
             shape = raw["shape"]
             dtype = raw.get("dtype", "float32")
             if dtype not in DTYPES:
-                self.error(
-                    (*path, "dtype"),
-                    f"unknown dtype {show(dtype)}" + did_you_mean(str(dtype), DTYPES),
-                    kind="type",
-                )
+                self.error((*path, "dtype"), unknown_dtype(dtype), kind="type")
                 return None
             path = (*path, "shape")
         if not isinstance(shape, list) or not shape:
@@ -269,7 +265,7 @@ class Checker(Walker):
                 self.unset.add(pname)
                 continue
             if not isinstance(spec, tuple) and not fits(spec, value):
-                self.error(where, f"expected {describe(spec)}, got {show(value)}", kind="type")
+                self.error(where, wrong_value(describe(spec), value), kind="type")
                 self.unset.add(pname)
                 continue
             values[pname] = value
