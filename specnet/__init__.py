@@ -9,6 +9,7 @@ import typing as _typing
 
 from specnet._front.errors import (
     ErrorItem,
+    MissingDependency,
     SpecError,
     SpecnetError,
     SpecShapeError,
@@ -44,6 +45,7 @@ __version__ = _installed_version()
 __all__ = [
     "Callback",
     "ErrorItem",
+    "MissingDependency",
     "Problem",
     "Spec",
     "SpecError",

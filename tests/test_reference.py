@@ -140,8 +140,8 @@ def test_every_data_set_argument_is_listed_with_its_default(name: str) -> None:
 
 def test_synthetic_lists_samples_and_classes() -> None:
     table = rows(section("### Synthetic"))
-    assert table["samples"][1:3] == ["int", "`1024`"]
-    assert table["classes"][1:3] == ["int or null", "`10`"]
+    assert table["samples"][1:3] == ["int >= 1", "`1024`"]
+    assert table["classes"][1:3] == ["int >= 1 or null", "`10`"]
 
 
 def test_required_and_inferred_arguments_are_said() -> None:

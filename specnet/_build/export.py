@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from specnet._front.errors import SpecValidationError
+from specnet._front.extras import export_needs, require
 from specnet._front.infer import Step, infer
 from specnet._front.registry import TypeDef, layers
 from specnet._front.source import SourceMap
@@ -352,8 +353,10 @@ def export_onnx(spec: Spec, path: str | Path, batch: int = 1, model: Any = None)
     """Write the model as ONNX through torch's exporter (needs the onnx and onnxscript packages).
 
     ``model`` is a module built from ``spec`` (e.g. with trained weights); by default
-    a freshly built one.
+    a freshly built one. Without onnx or onnxscript, raises
+    :class:`~specnet._front.errors.MissingDependency` before building anything.
     """
+    require(export_needs("onnx"), "ONNX export")
     import torch
 
     from .compiler import build_module

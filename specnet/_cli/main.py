@@ -165,6 +165,9 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from specnet._front.extras import export_needs, require
+
+    require(export_needs(args.format))  # onnx's packages, before the model is built
     from specnet._api import load
     from specnet._build.export import export_onnx, python_source
 
@@ -247,6 +250,9 @@ def _train(args: argparse.Namespace) -> int:
     if args.out is not None and args.resume is None and not args.overwrite:
         _refuse_to_overwrite(Path(args.out))
     spec = _load(args, file)
+    from specnet._front.extras import require, train_needs
+
+    require(train_needs(spec.train, progress=not args.no_progress))  # before any folder or data
     from specnet._train.runs import summary_line, train_run
 
     command = args.launched_as or shlex.join(["specnet", *args.argv])
@@ -305,18 +311,22 @@ def _refuse_to_overwrite(folder: Path) -> None:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from specnet._front.extras import evaluate_needs, require
     from specnet._train.inference import evaluate_checkpoint
     from specnet._train.runs import summary_line
 
     spec = _load(args, args.file)
+    require(evaluate_needs(spec.train))  # before the checkpoint or the data is read
     print(summary_line(evaluate_checkpoint(spec, args.checkpoint, args.split).items()))
     return EXIT_OK
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from specnet._front.extras import predict_needs, require
     from specnet._train.inference import predict_file
 
     spec = _load(args, args.file)
+    require(predict_needs())  # before the checkpoint is read
     shape = predict_file(spec, args.checkpoint, args.input, args.output)
     print(f"wrote {args.output}: {shape}", file=sys.stderr)
     return EXIT_OK

@@ -52,7 +52,9 @@ class _Required:
 REQUIRED: Any = _Required()
 """Default of an argument that has none."""
 
-Kind = Literal["layer", "op", "container", "custom", "loss", "optimizer", "scheduler"]
+Kind = Literal[
+    "layer", "op", "container", "custom", "loss", "optimizer", "scheduler", "data", "transform"
+]
 
 
 @dataclass(frozen=True)

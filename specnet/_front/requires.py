@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from .errors import SpecnetError
+from .errors import MissingDependency
 
 __all__ = ["TORCH_INSTALL", "TorchMissingError", "require_torch"]
 
@@ -17,8 +17,9 @@ TORCH_INSTALL = "pip install specnet"
 """The distribution that adds torch to specnet-core (packaging/specnet)."""
 
 
-class TorchMissingError(SpecnetError, ImportError):
-    """torch is not installed, and what was asked for needs it (exit code 1)."""
+class TorchMissingError(MissingDependency):
+    """torch is not installed, and what was asked for needs it (exit code 1); the extras'
+    packages are asked for by :mod:`specnet._front.extras` the same way."""
 
 
 def require_torch(what: str) -> None:
@@ -26,5 +27,7 @@ def require_torch(what: str) -> None:
     if importlib.util.find_spec("torch") is None:
         raise TorchMissingError(
             f"{what} needs torch, which is not installed (this is specnet-core, the "
-            f"validation-only install): {TORCH_INSTALL}"
+            f"validation-only install): {TORCH_INSTALL}",
+            ["torch"],
+            TORCH_INSTALL,
         )

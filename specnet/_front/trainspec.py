@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .errors import Path, did_you_mean
-from .registry import Param, Registry, TypeDef, losses, optimizers, schedulers
+from .registry import Kind, Param, Registry, TypeDef, losses, optimizers, schedulers
 from .types import Range, TypeSpec, describe
 from .validate.args import Arguments as Checker
 from .validate.args import pydantic_problem, wrong_value
@@ -310,8 +310,8 @@ _COMPONENT_KEYS = ("data", "loss", "optimizer", "schedule")
 _VISION = "MNIST FashionMNIST KMNIST CIFAR10 CIFAR100 SVHN"
 
 
-def _typedef(name: str, kind: str, params: tuple[Param, ...], doc: str) -> TypeDef:
-    return TypeDef(name, "custom", params, doc)
+def _typedef(name: str, kind: Kind, params: tuple[Param, ...], doc: str) -> TypeDef:
+    return TypeDef(name, kind, params, doc)
 
 
 @functools.cache
@@ -351,7 +351,7 @@ def transforms() -> Registry:
         ),
         (
             "RandomHorizontalFlip",
-            (Param("p", "float", "Probability of a flip.", 0.5),),
+            (Param("p", "float", "Probability of a flip.", 0.5, Range(0, 1)),),
             "Flips left-right at random.",
         ),
         (
@@ -361,7 +361,7 @@ def transforms() -> Registry:
         ),
         (
             "Grayscale",
-            (Param("num_output_channels", "int", "1 or 3.", 1),),
+            (Param("num_output_channels", {"enum": [1, 3]}, "1 or 3.", 1),),
             "Converts to grayscale.",
         ),
     ]:
@@ -393,7 +393,11 @@ def datasets() -> Registry:
             "data",
             (
                 Param(
-                    "test_fraction", "float", "Share of the samples held out for evaluation.", 0.2
+                    "test_fraction",
+                    "float",
+                    "Share of the samples held out for evaluation.",
+                    0.2,
+                    Range(0, 1, low_open=True, high_open=True),
                 ),
             ),
             "scikit-learn's bundled 8x8 handwritten digits (1797 images, offline).",
@@ -404,13 +408,14 @@ def datasets() -> Registry:
             "Synthetic",
             "data",
             (
-                Param("samples", "int", "Training samples.", 1024),
-                Param("test_samples", "int", "Evaluation samples.", 256),
+                Param("samples", "int", "Training samples.", 1024, Range(1)),
+                Param("test_samples", "int", "Evaluation samples.", 256, Range(0)),
                 Param(
                     "classes",
                     {"union": ["int", "null"]},
                     "Random class targets in [0, classes); null gives regression targets shaped like the model's output.",
                     10,
+                    Range(1),
                 ),
             ),
             "Random inputs shaped like the spec's input, for smoke tests and benchmarks.",

@@ -10,6 +10,7 @@ import torch
 
 from specnet._build.compiler import build_module
 from specnet._front.errors import UsageError
+from specnet._front.extras import evaluate_needs, predict_needs, require, weights_needs
 from specnet._front.spec import Spec
 
 from .checkpoint import atomic_write, find_checkpoint, load_weights, model_hash
@@ -22,6 +23,7 @@ __all__ = ["evaluate_checkpoint", "predict_file", "trainer_with_weights"]
 def trainer_with_weights(spec: Spec, checkpoint: str | os.PathLike[str]) -> Trainer:
     """A trainer with the spec's settings on its model, holding the weights ``checkpoint``
     names (see :func:`~specnet._train.checkpoint.find_checkpoint`)."""
+    require(weights_needs(), "loading weights")
     device = resolve_device(spec.train.device if spec.train is not None else "auto")
     model = build_module(spec, device)
     load_weights(find_checkpoint(checkpoint), model, model_hash(spec.data))
@@ -32,6 +34,7 @@ def evaluate_checkpoint(
     spec: Spec, checkpoint: str | os.PathLike[str], split: Split = "test"
 ) -> dict[str, float]:
     """The loss and the spec's metrics of saved weights on a split of the spec's data."""
+    require(evaluate_needs(spec.train), "evaluating")  # the data's package too: before any work
     trainer = trainer_with_weights(spec, checkpoint)
     t = spec.train
     if t is None or t.data is None:
@@ -51,6 +54,7 @@ def predict_file(
 ) -> list[int]:
     """Run saved weights on the tensor in the ``.pt`` file ``inputs`` (``[N, *input]``, or a
     mapping with it as ``x``) and ``torch.save`` the outputs to ``output``; their shape."""
+    require(predict_needs(), "predicting")
     trainer = trainer_with_weights(spec, checkpoint)
     try:
         loaded: Any = torch.load(inputs, weights_only=True, map_location="cpu")

@@ -40,6 +40,7 @@ from torch.utils.data import Dataset
 
 from specnet._build.compiler import build_module
 from specnet._front.errors import SpecnetError, UsageError
+from specnet._front.extras import require, train_needs
 from specnet._front.spec import Spec
 from specnet._front.trainspec import TrainSpec
 
@@ -493,10 +494,13 @@ def train_run(
     the checkpoints written before it stay. Resuming continues from the newest checkpoint to
     the same weights an uninterrupted run reaches, with the run's settings
     (``checkpoint_every``, ``keep``, ``log_every``) unless given again; ``0`` turns step
-    checkpoints or step logs off.
+    checkpoints or step logs off. A package the run would import (the data set's, safetensors,
+    matplotlib, tqdm with ``progress``) that is not installed raises
+    :class:`~specnet._front.errors.MissingDependency` before anything is done.
     """
     if resume and folder is None:
         raise UsageError("resuming a run needs its folder")
+    require(train_needs(spec.train, progress=progress), "training")
     t = spec.train if spec.train is not None else TrainSpec.model_validate({})
     strategy = strategy_for(resolve_device(t.device))
     with _joined(strategy):
