@@ -137,3 +137,11 @@ def test_help_imports_neither_torch_nor_the_completion_library() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_import_dtype_is_worded_as_in_specs(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["import", "torchvision.models:resnet18", "--input", "3,8,8", "--dtype", "long"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--dtype: unknown dtype 'long' (the dtypes are float32," in err
+    assert err.rstrip().endswith("did you mean 'int64'?")

@@ -340,10 +340,10 @@ def test_keyword_settings_are_the_train_sections() -> None:
 def test_bad_settings_are_value_errors() -> None:
     with pytest.raises(ValueError, match="unknown metric 'f1'; choose from accuracy"):
         Trainer(SimpleNN(), metrics=["f1"])
-    with pytest.raises(
-        ValueError, match="epochs: Input should be greater than or equal to 1, got 0"
-    ):
+    with pytest.raises(ValueError, match="epochs: expected int >= 1, got 0"):
         Trainer(SimpleNN(), epochs=0)
+    with pytest.raises(ValueError, match="precision: expected one of 'fp32', 'bf16', 'fp16'"):
+        Trainer(SimpleNN(), precision="fp8")
     with pytest.raises(ValueError, match="unknown optimizer type 'adam'; did you mean 'Adam'"):
         Trainer(SimpleNN(), optimizer="adam")
     with pytest.raises(TrainingError, match="SGD: Invalid learning rate: -1"):  # torch's check

@@ -16,7 +16,7 @@ from torch import nn
 from specnet._build.compiler import build_module
 from specnet._front.errors import UsageError
 from specnet._front.source import read_document
-from specnet._front.spec import DTYPES, Spec, TensorSpec
+from specnet._front.spec import DTYPES, Spec, TensorSpec, unknown_dtype
 from specnet._front.validate import validate_document
 
 from .problems import ModelError, Problem, SpecImportError, qualname
@@ -81,7 +81,7 @@ def _make_example(value: Input, spec: TensorSpec, batch: int, seed: int) -> torc
     if any(d < 1 for d in shape):
         raise UsageError(f"input shape {shape}: each size must be at least 1")
     if spec.dtype not in DTYPES:
-        raise UsageError(f"unknown dtype {spec.dtype!r}; one of {', '.join(DTYPES)}")
+        raise UsageError(f"--dtype: {unknown_dtype(spec.dtype)}")
     full = [batch, *shape] if spec.batch else shape
     if math.prod(full) > MAX_EXAMPLE:
         raise UsageError(

@@ -50,7 +50,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 from specnet._front.errors import Path, SpecValidationError, did_you_mean
 from specnet._front.registry import Registry, losses, optimizers, schedulers
 from specnet._front.spec import TensorSpec
-from specnet._front.trainspec import METRICS, Component, TrainSpec
+from specnet._front.trainspec import METRICS, Component, TrainSpec, setting_problem
 
 from .distributed import BatchOrder, Strategy, strategy_for, world_size_mismatch
 from .errors import NonFiniteLossError, TrainingError
@@ -198,10 +198,10 @@ def _settings(given: Mapping[str, Any]) -> TrainSpec:
     try:
         return TrainSpec.model_validate(values, strict=False)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(map(str, e['loc']))}: {e['msg']}, got {e['input']!r}"
-            for e in exc.errors(include_url=False)
-        ]
+        problems = []  # in the words of a spec's train: section (one wording for both)
+        for e in exc.errors(include_url=False):
+            where, msg = setting_problem(e)
+            problems.append(f"{'.'.join(map(str, where))}: {msg}")
         raise TrainingError("; ".join(problems)) from None
 
 
