@@ -1,6 +1,6 @@
-"""specnet.schemas: the JSON Schema of spec files (specnet.schema.json).
+"""The JSON Schema of spec files (specnet.schema.json).
 
-This folder is installed as the package ``specnet.schemas`` (see pyproject.toml), so the
+This folder is installed as the package ``specnet._schemas`` (see pyproject.toml), so the
 file that editors point at in a checkout is the one the wheel carries; ``specnet schema``
 regenerates it and ``specnet.schema_path()`` finds it.
 """

@@ -82,7 +82,7 @@ def __getattr__(name: str) -> _typing.Any:
     if name in _LAZY:
         from importlib import import_module
 
-        from specnet._front.requires import require_torch
+        from specnet._front.extras import require_torch
 
         require_torch(f"specnet.{name}")
 

@@ -8,8 +8,8 @@ import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from specnet._front.extras import require_torch
 from specnet._front.overrides import Override, apply_overrides
-from specnet._front.requires import require_torch
 from specnet._front.source import Document, read_document
 from specnet._front.spec import Spec
 from specnet._front.validate import validate_document

@@ -237,6 +237,19 @@ class LspClient:
         items = result["items"] if isinstance(result, dict) else result
         return [dict(item) for item in items]
 
+    def hover(self, text: str, line: int, character: int, *, path: Path | None = None) -> str:
+        """The hover text (markdown) the server shows at ``line``/``character`` (0-based)."""
+        uri = self._fresh_uri(path)
+        self._open(uri, text)
+        try:
+            result = self.request(
+                "textDocument/hover",
+                {"textDocument": {"uri": uri}, "position": {"line": line, "character": character}},
+            )
+        finally:
+            self._close_document(uri)
+        return str((result or {}).get("contents", {}).get("value", ""))
+
     # -- JSON-RPC ------------------------------------------------------------------------
 
     def request(self, method: str, params: Any, *, allow_error: bool = False) -> Any:

@@ -405,20 +405,7 @@ def test_input_in_a_sequential_is_flagged(lsp: LspClient, schema: Path) -> None:
 
 def hover(lsp: LspClient, body: str, needle: str, column: int) -> str:
     """The hover text at ``column`` of the line holding ``needle``."""
-    text = MODELINE + body
-    uri = lsp._fresh_uri(DOC_PATH)
-    lsp._open(uri, text)
-    try:
-        result = lsp.request(
-            "textDocument/hover",
-            {
-                "textDocument": {"uri": uri},
-                "position": {"line": line_of(body, needle), "character": column},
-            },
-        )
-    finally:
-        lsp._close_document(uri)
-    return str((result or {}).get("contents", {}).get("value", ""))
+    return lsp.hover(MODELINE + body, line_of(body, needle), column, path=DOC_PATH)
 
 
 HOVERED = """\

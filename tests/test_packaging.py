@@ -53,8 +53,8 @@ def test_the_package_list_is_the_package_tree() -> None:
     found = {
         ".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "specnet").rglob("__init__.py")
     }
-    assert listed == found | {"specnet.schemas"}
-    assert CORE["tool"]["setuptools"]["package-dir"] == {"specnet.schemas": "schemas"}
+    assert listed == found | {"specnet._schemas"}
+    assert CORE["tool"]["setuptools"]["package-dir"] == {"specnet._schemas": "schemas"}
 
 
 def test_the_full_distribution_is_core_with_torch_at_the_same_version() -> None:
@@ -113,14 +113,14 @@ def test_the_wheel_carries_the_schema_and_the_license(dist: Path) -> None:
 
     wheel = next(dist.glob(f"specnet_core-{VERSION}-py3-none-any.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "specnet/schemas/specnet.schema.json" in names
+    assert "specnet/_schemas/specnet.schema.json" in names
     assert "specnet/_front/catalog.json" in names and "specnet/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names), sorted(names)
     meta = zipfile.ZipFile(wheel).read(f"specnet_core-{VERSION}.dist-info/METADATA").decode()
     assert "License-Expression: MIT" in meta
     requires = [line for line in meta.splitlines() if line.startswith("Requires-Dist:")]
     assert not [r for r in requires if "torch" in r and "extra ==" not in r], requires
-    packed = zipfile.ZipFile(wheel).read("specnet/schemas/specnet.schema.json")
+    packed = zipfile.ZipFile(wheel).read("specnet/_schemas/specnet.schema.json")
     assert packed == (ROOT / "schemas" / "specnet.schema.json").read_bytes()
 
 
@@ -208,7 +208,7 @@ def test_the_pre_commit_hook_checks_spec_files_only_in_a_small_environment(
     for other in OTHERS:
         assert other not in run.output, run.output
     site = next(run.environment.glob("lib/python*/site-packages"))
-    assert (site / "specnet" / "schemas" / "specnet.schema.json").is_file()
+    assert (site / "specnet" / "_schemas" / "specnet.schema.json").is_file()
     for module in LIGHT:
         assert not (site / module).exists(), f"the hook's environment holds {module}"
     assert run.megabytes < HOOK_LIMIT_MB, f"{run.megabytes:.0f} MB"

@@ -553,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     try:
         if args.command in _NEEDS_TORCH or getattr(args, "build", False) is True:
-            from specnet._front.requires import require_torch
+            from specnet._front.extras import require_torch
 
             require_torch(
                 f"specnet {args.command}" + (" --build" if args.command == "validate" else "")

@@ -76,7 +76,7 @@ class MissingDependency(SpecnetError, ImportError):
     missing package never leaves a half-written run folder or a traceback. ``modules`` are the
     missing import names, ``install`` the pip command that brings them.
 
-    ``exit_code`` is 1, as for :class:`~specnet._front.requires.TorchMissingError` (torch is
+    ``exit_code`` is 1, as for :class:`~specnet._front.extras.TorchMissingError` (torch is
     missing): one exit status whichever package is missing; 2 stays for arguments that are wrong
     whatever is installed. It is an :class:`ImportError` too, so a caller's
     ``except ImportError`` fallback still applies.

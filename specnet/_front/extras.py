@@ -10,8 +10,9 @@ one up with :func:`importlib.util.find_spec` (which imports nothing: this module
 front end) and raises one :class:`~specnet._front.errors.MissingDependency` naming every missing
 one and the pip line that installs them all.
 
-torch itself, which ``pip install specnet`` brings, is asked for by
-:mod:`specnet._front.requires` before any command that needs it runs, so it is not listed here.
+torch itself is not an extra's: ``specnet-core`` (what pre-commit and CI install) is the
+package without it, and ``pip install specnet`` brings it. :func:`require_torch` asks for it
+before any command (or ``specnet.build``) that needs it, so it is not listed in the tables.
 :data:`PACKAGES` is the one place that says which import name is which distribution in which
 extra; tests/test_extras.py checks it against pyproject.toml.
 """
@@ -29,8 +30,10 @@ from .trainspec import Component, TrainSpec
 __all__ = [
     "DATA_SETS",
     "PACKAGES",
+    "TORCH_INSTALL",
     "Need",
     "Package",
+    "TorchMissingError",
     "data_needs",
     "evaluate_needs",
     "export_needs",
@@ -38,6 +41,7 @@ __all__ = [
     "missing",
     "predict_needs",
     "require",
+    "require_torch",
     "train_needs",
     "weights_needs",
 ]
@@ -174,3 +178,22 @@ def require(needs: Iterable[Need], what: str = "this") -> None:
     if gone:
         modules = [n.module for n in gone]
         raise MissingDependency(_message(gone, what), modules, install_line(modules))
+
+
+TORCH_INSTALL = "pip install specnet"
+"""The distribution that adds torch to specnet-core (packaging/specnet)."""
+
+
+class TorchMissingError(MissingDependency):
+    """torch is not installed, and what was asked for needs it (exit code 1)."""
+
+
+def require_torch(what: str) -> None:
+    """Raise :class:`TorchMissingError` naming ``what`` unless torch can be imported."""
+    if not _installed("torch"):
+        raise TorchMissingError(
+            f"{what} needs torch, which is not installed (this is specnet-core, the "
+            f"validation-only install): {TORCH_INSTALL}",
+            ["torch"],
+            TORCH_INSTALL,
+        )

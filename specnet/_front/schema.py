@@ -424,11 +424,12 @@ def build_schema() -> dict[str, Any]:
         for kind in ("layer", "graphlayer"):
             prefix = f"{variant}{kind}."
             for t in all_types:
-                plain = _object(t, variant)
                 if kind == "layer":
-                    defs[prefix + t.name] = plain
-                else:
-                    defs[prefix + t.name] = _graph_object(t, variant, plain)
+                    defs[prefix + t.name] = _object(t, variant)
+                else:  # made from the layer's, defined just before
+                    defs[prefix + t.name] = _graph_object(
+                        t, variant, defs[f"{variant}layer.{t.name}"]
+                    )
             defs[f"{variant}{kind}"] = _dispatch(all_types, prefix, type_names, "layer")
             node = "node" if kind == "layer" else "graphnode"
             defs[f"{variant}{node}"] = {"anyOf": [bare, {"$ref": _DEFS + f"{variant}{kind}"}]}
@@ -526,7 +527,7 @@ def build_schema() -> dict[str, Any]:
 def schema_path() -> Path:
     """The schema file this installation carries (``schemas/specnet.schema.json`` of a
     checkout), for an editor's settings or a ``$schema`` modeline."""
-    return Path(str(resources.files("specnet.schemas").joinpath("specnet.schema.json")))
+    return Path(str(resources.files("specnet._schemas").joinpath("specnet.schema.json")))
 
 
 def schema_text() -> str:

@@ -15,6 +15,7 @@ from torch import nn
 
 from specnet._build.compiler import build_module
 from specnet._front.errors import UsageError
+from specnet._front.schema import schema_path
 from specnet._front.source import read_document
 from specnet._front.spec import DTYPES, Spec, TensorSpec, unknown_dtype
 from specnet._front.validate import validate_document
@@ -244,9 +245,10 @@ def _valid(text: str, module: nn.Module, custom: dict[str, type]) -> None:
 
 
 def schema_reference(target: Path) -> str:
-    """The modeline's reference to specnet's JSON Schema, for a spec written at ``target``:
-    a relative path to the schema of specnet's checkout where there is one."""
-    schema = Path(__file__).resolve().parents[2] / "schemas" / "specnet.schema.json"
+    """The modeline's reference to specnet's JSON Schema, for a spec written at ``target``: a
+    relative path to the schema file this installation carries (a checkout's
+    ``schemas/specnet.schema.json``)."""
+    schema = schema_path()
     if schema.exists():
         try:
             return Path(os.path.relpath(schema, target.resolve().parent)).as_posix()
