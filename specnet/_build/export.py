@@ -17,6 +17,7 @@ import ast
 import inspect
 import keyword
 import math
+import warnings
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -349,11 +350,49 @@ def python_source(spec: Spec) -> str:
     return f"{header}\n\n{_imports(body)}\n\n\n{body}\n"
 
 
-def export_onnx(spec: Spec, path: str | Path, batch: int = 1, model: Any = None) -> None:
+_BATCH = "batch"
+"""The name of the dynamic batch dimension in an exported ONNX file."""
+
+_EXAMPLE_BATCH = 2
+"""The batch size of the example inputs a dynamic export traces. Not 1: where a model's code
+compares sizes (an LSTM, attention's broadcasting), torch fixes a batch traced as 1 to 1
+without an error, or fails (ConvNeXt)."""
+
+_FIXED_BATCH = 1
+"""The batch size a model is written for when its batch cannot be dynamic."""
+
+_HARMLESS = (
+    # Every batched input shares the one `batch` dimension, as they must: torch names it once.
+    (UserWarning, r"# The axis name: batch will not be used, since it shares the same shape "),
+    # torch's own decomposition of LSTM and GRU for dynamic shapes calls a deprecated torch API.
+    (FutureWarning, r"_check_is_size will be removed in a future PyTorch release"),
+    # torch's recurrent layers (nn.LSTM, nn.GRU, nn.RNN) refresh a private list of weights.
+    (UserWarning, r"The tensor attributes (\S+\._flat_weights\[\d+\](, )?)+ were assigned during"),
+)
+"""Warnings of torch's exporter that say nothing about the user's model (they come from the
+batch dimension specnet asks for, or from torch's own layers): hidden unless ``verbose``."""
+
+
+def export_onnx(
+    spec: Spec,
+    path: str | Path,
+    batch: int | None = None,
+    model: Any = None,
+    *,
+    verbose: bool = False,
+) -> int | None:
     """Write the model as ONNX through torch's exporter (needs the onnx and onnxscript packages).
 
+    By default the batch is dynamic: the first dimension of every batched input, and so of the
+    outputs, is ``batch`` in the file and takes any size. A model whose code fixes its batch
+    size (torch specialises it while tracing, or cannot export it otherwise) is written for a
+    batch of 1 instead. ``batch`` writes a file for that fixed batch size alone. Returns the
+    batch size the file is fixed to; ``None`` when it is dynamic.
+
     ``model`` is a module built from ``spec`` (e.g. with trained weights); by default
-    a freshly built one. Without onnx or onnxscript, raises
+    a freshly built one. ``verbose``: torch's exporter prints its progress on stdout and shows
+    all its warnings (else none of its progress, and not the warnings it gives for any model,
+    as :data:`_HARMLESS`). Without onnx or onnxscript, raises
     :class:`~specnet._front.errors.MissingDependency` before building anything.
     """
     require(export_needs("onnx"), "ONNX export")
@@ -362,8 +401,63 @@ def export_onnx(spec: Spec, path: str | Path, batch: int = 1, model: Any = None)
     from .compiler import build_module
 
     model = (model if model is not None else build_module(spec)).eval()
+    if batch is not None:
+        _onnx(model, spec, path, batch, verbose=verbose, dynamic=False)
+        return batch
+    try:
+        _onnx(model, spec, path, _EXAMPLE_BATCH, verbose=verbose, dynamic=True)
+    except torch.onnx.OnnxExporterError as exc:  # tried again with a fixed batch, below
+        reason = f"failed: {type(exc).__name__}: {exc}"
+    else:
+        fixed = _fixed_inputs(spec, path)
+        if not fixed:
+            return None
+        reason = f"fixed the batch size of {', '.join(fixed)} while tracing"
+    if verbose:
+        print(f"[specnet] the export with a dynamic batch {reason}")
+    # The same export as --batch 1: if it fails too, its error is not about the batch.
+    _onnx(model, spec, path, _FIXED_BATCH, verbose=verbose, dynamic=False)
+    return _FIXED_BATCH
+
+
+def _onnx(
+    model: Any, spec: Spec, path: str | Path, batch: int, *, verbose: bool, dynamic: bool
+) -> None:
+    """One call of ``torch.onnx.export``, the batch dimension of each batched input dynamic or
+    fixed to ``batch`` (the size of the example inputs in both cases)."""
+    import torch
+
     examples = tuple(
         torch.zeros((batch, *t.shape) if t.batch else t.shape, dtype=getattr(torch, t.dtype))
         for t in spec.inputs.values()
     )
-    torch.onnx.export(model, examples, str(path), input_names=list(spec.inputs), dynamo=True)
+    shapes = None
+    if dynamic:
+        dim = torch.export.Dim(_BATCH)  # one for all inputs: they share the batch
+        shapes = tuple({0: dim} if t.batch else None for t in spec.inputs.values())
+    with warnings.catch_warnings():
+        if not verbose:
+            for category, message in _HARMLESS:
+                warnings.filterwarnings("ignore", message, category)
+        torch.onnx.export(
+            model,
+            examples,
+            str(path),
+            input_names=list(spec.inputs),
+            dynamo=True,
+            dynamic_shapes=shapes,
+            verbose=verbose,
+        )
+
+
+def _fixed_inputs(spec: Spec, path: str | Path) -> list[str]:
+    """The batched inputs whose batch dimension is a number in the ONNX file at ``path``."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    dims = {i.name: i.type.tensor_type.shape.dim for i in graph.input}
+    return [
+        name
+        for name, t in spec.inputs.items()
+        if t.batch and name in dims and not dims[name][0].dim_param
+    ]
