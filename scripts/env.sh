@@ -9,13 +9,23 @@ mkdir -p "$cache"
 exec 9>"$cache/.lock"
 flock 9  # one installer at a time; others wait and then find it done
 if [ ! -f "$venv/.deps-ok" ]; then
-    echo "specnet: creating $venv (first run only; torch is large, this takes a few minutes)" >&2
+    echo "specnet: first run: creating $venv with the pinned versions of constraints.txt." >&2
+    echo "specnet: torch and its CUDA libraries are about 6 GB to download and install: about" >&2
+    echo "specnet: 7 minutes on a fast connection, much longer on a slow one. Later runs start at once." >&2
     rm -rf "$venv"
     mkdir -p "$cache"
     python3 -m venv "$venv"
     log="$cache/install.log"
-    if ! "$venv/bin/python" -m pip install -q -c "$root/constraints.txt" -e "$root[dev]" >"$log" 2>&1; then
-        grep -v "^WARNING: Location" "$log" >&2
+    # pip's own lines (each package as it is collected, each download with its size), less
+    # the noise; all of it goes to the log.
+    status=0
+    "$venv/bin/python" -m pip install -c "$root/constraints.txt" -e "$root[dev]" \
+        > >(tee "$log" | grep --line-buffered -E \
+            '^(Collecting|  Downloading|  Using cached|Installing|Successfully|ERROR)' \
+            | sed -u 's/^ */specnet: pip: /' >&2) 2>&1 || status=$?
+    wait $! 2>/dev/null || true  # the filter's last lines
+    if [ "$status" != 0 ]; then
+        grep -v "^WARNING: Location" "$log" | tail -30 >&2
         echo "specnet: installing the environment failed (log: $log)" >&2
         return 1 2>/dev/null || exit 1
     fi

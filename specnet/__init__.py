@@ -21,6 +21,7 @@ from specnet._front.registry import list_layers
 from specnet._front.schema import schema_path
 from specnet._front.spec import Spec, TensorSpec
 from specnet._front.trainspec import TrainSpec
+from specnet._front.version import installed_version as _installed_version
 from specnet._import.problems import Problem, SpecImportError
 
 from ._api import build, load, summary, validate
@@ -28,16 +29,8 @@ from ._api import build, load, summary, validate
 if _typing.TYPE_CHECKING:
     from specnet._build.register import register
     from specnet._import.api import from_module
+    from specnet._train.inference import load_run
     from specnet._train.trainer import Callback, Trainer
-
-
-def _installed_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("specnet-core")  # the distribution that holds this package
-    except PackageNotFoundError:  # imported from a tree that is not installed
-        return "0+unknown"
 
 
 __version__ = _installed_version()
@@ -63,6 +56,7 @@ __all__ = [
     "from_module",
     "list_layers",
     "load",
+    "load_run",
     "register",
     "schema_path",
     "summary",
@@ -75,6 +69,7 @@ _LAZY = {
     "Trainer": "._train.trainer",
     "register": "._build.register",  # it takes torch classes
     "from_module": "._import.api",  # it traces a module
+    "load_run": "._train.inference",
 }
 
 

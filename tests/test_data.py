@@ -163,7 +163,9 @@ def test_digits_is_split_by_seed_and_normalised() -> None:
     assert isinstance(test, torch.utils.data.TensorDataset)
     x, y = train.tensors
     assert x.shape[1:] == (1, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
-    assert len(train) + len(test) == 1797 and len(test) == 450
+    val = load_dataset(c, "val", input=spec, seed=1)
+    assert isinstance(val, torch.utils.data.TensorDataset)
+    assert len(train) + len(val) + len(test) == 1797 and len(test) == 450 and len(val) == 180
     assert abs(x.mean().item()) < 1e-5 and abs(x.std().item() - 1) < 1e-3
     assert torch.bincount(test.tensors[1]).min() >= 40  # stratified: every digit held out
     again = load_dataset(c, "train", input=spec, seed=1)

@@ -62,7 +62,11 @@ def test_the_full_distribution_is_core_with_torch_at_the_same_version() -> None:
     assert project["name"] == "specnet" and CORE["project"]["name"] == "specnet-core"
     assert project["version"] == VERSION
     assert project["dependencies"] == [f"specnet-core[torch]=={VERSION}"]
-    user_extras = {k for k in CORE["project"]["optional-dependencies"] if k in ("train", "export")}
+    user_extras = {
+        k
+        for k in CORE["project"]["optional-dependencies"]
+        if k in ("train", "export", "tensorboard")
+    }
     assert project["optional-dependencies"] == {
         extra: [f"specnet-core[{extra}]=={VERSION}"] for extra in sorted(user_extras)
     }

@@ -41,8 +41,8 @@ from specnet._front.rules.base import Keyword, RuleSet
 from specnet._front.schema import _sentence
 from specnet._front.spec import DTYPES
 from specnet._front.trainspec import (
-    _DEVICE,
     _SETTINGS,
+    _WORDS,
     METRICS,
     Component,
     TrainSpec,
@@ -464,8 +464,8 @@ _COMPONENT_SECTIONS = {
 
 def _setting_type(page: _Page, name: str, annotation: Any) -> str:
     """A ``train:`` key's type, in the words validation's messages use for it."""
-    if name == "device":
-        return _md(_DEVICE)
+    if name in _WORDS:
+        return _md(_WORDS[name])
     setting = _SETTINGS.get(name)
     if setting is not None:
         return _md(setting.words())

@@ -30,6 +30,7 @@ from specnet._front.errors import (
     UsageError,
     format_path,
 )
+from specnet._front.trainspec import LOGGERS
 
 __all__ = ["main"]
 
@@ -171,10 +172,21 @@ def _export(args: argparse.Namespace) -> int:
     from specnet._api import load
     from specnet._build.export import export_onnx, python_source
 
+    if args.format != "onnx" and (args.batch is not None or args.verbose):
+        raise UsageError("--batch and --verbose are options of --format onnx")
     spec = load(Path(args.file), variant=args.variant)
     if args.format == "onnx":
         out = args.output or str(Path(args.file).with_suffix(".onnx"))
-        export_onnx(spec, out)
+        # torch's exporter prints its progress on stdout: on stderr, with specnet's messages
+        progress = contextlib.redirect_stdout(sys.stderr)
+        with progress if args.verbose else contextlib.nullcontext():
+            fixed = export_onnx(spec, out, batch=args.batch, verbose=args.verbose)
+        if fixed is not None and args.batch is None:
+            print(
+                f"specnet export: note: the model fixes its batch size: {out} is for a batch "
+                f"of {fixed} only (--batch N for another)",
+                file=sys.stderr,
+            )
         print(f"wrote {out}", file=sys.stderr)
         return EXIT_OK
     text = python_source(spec)
@@ -250,6 +262,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.out is not None and args.resume is None and not args.overwrite:
         _refuse_to_overwrite(Path(args.out))
     spec = _load(args, file)
+    if args.logger:
+        spec = _with_loggers(args, file, spec)
     from specnet._front.extras import require, train_needs
 
     require(train_needs(spec.train, progress=not args.no_progress))  # before any folder or data
@@ -280,6 +294,20 @@ def _train(args: argparse.Namespace) -> int:
         scores = summary_line((f"test {k}", v) for k, v in (result.test or {}).items())
         print(f"{scores or 'no test split'}  wall time {seconds:.1f} s  run folder {result.folder}")
     return EXIT_OK
+
+
+def _with_loggers(args: argparse.Namespace, file: str, spec: Any) -> Any:
+    """The spec with ``--logger`` names added to its ``train.loggers`` (so the run folder's
+    spec.yaml, and a resumed run, have them)."""
+    from specnet._front.overrides import Override
+
+    have = list(spec.train.loggers) if spec.train is not None else []
+    added = [name for name in dict.fromkeys(args.logger) if name not in have]
+    if not added:
+        return spec
+    value = [*have, *added]
+    args.set = [*(args.set or []), Override(("train", "loggers"), value, f"train.loggers={value}")]
+    return _load(args, file)
 
 
 def _without_nproc(argv: Sequence[str]) -> list[str]:
@@ -327,7 +355,9 @@ def _predict(args: argparse.Namespace) -> int:
 
     spec = _load(args, args.file)
     require(predict_needs())  # before the checkpoint is read
-    shape = predict_file(spec, args.checkpoint, args.input, args.output)
+    shape = predict_file(
+        spec, args.checkpoint, args.input, args.output, preprocess=not args.no_preprocess
+    )
     print(f"wrote {args.output}: {shape}", file=sys.stderr)
     return EXIT_OK
 
@@ -426,6 +456,15 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="FILE")
     e.add_argument("--format", choices=["python", "onnx"], default="python")
     e.add_argument("-o", "--output", help="output file (python: default stdout; onnx: FILE.onnx)")
+    e.add_argument(
+        "--batch",
+        type=_count(1),
+        metavar="N",
+        help="onnx: fix the batch size to N (default: dynamic, named 'batch' in the file)",
+    )
+    e.add_argument(
+        "--verbose", action="store_true", help="onnx: show torch's exporter progress and warnings"
+    )
     e.set_defaults(run=_export)  # stdout is the generated code: errors go to stderr
 
     im = sub.add_parser(
@@ -500,6 +539,13 @@ def parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument(
+        "--logger",
+        action="append",
+        choices=LOGGERS,
+        help="also log to NAME (added to the spec's train.loggers): tensorboard writes event "
+        "files into RUN_FOLDER/tensorboard",
+    )
+    t.add_argument(
         "--overwrite",
         action="store_true",
         help="start over in --out DIR even if it holds a run (its checkpoints are removed)",
@@ -524,7 +570,7 @@ def parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="a .safetensors file, a checkpoint, or a run folder",
     )
-    ev.add_argument("--split", choices=["test", "train"], default="test")
+    ev.add_argument("--split", choices=["test", "val", "train"], default="test")
     ev.set_defaults(run=_evaluate)
 
     pr = sub.add_parser(
@@ -540,6 +586,12 @@ def parser() -> argparse.ArgumentParser:
     )
     pr.add_argument(
         "--output", required=True, metavar="FILE", help="where to torch.save the outputs"
+    )
+    pr.add_argument(
+        "--no-preprocess",
+        action="store_true",
+        help="the inputs are normalised already: do not apply the data set's normalisation "
+        "(the run folder's run.json records it)",
     )
     pr.set_defaults(run=_predict)
     return p

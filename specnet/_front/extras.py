@@ -20,6 +20,7 @@ extra; tests/test_extras.py checks it against pyproject.toml.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ __all__ = [
     "DATA_SETS",
     "PACKAGES",
     "TORCH_INSTALL",
+    "WEIGHTS_NAME",
     "Need",
     "Package",
     "TorchMissingError",
@@ -67,9 +69,13 @@ PACKAGES: dict[str, Package] = {
         Package("sklearn", "scikit-learn", "train"),
         Package("onnx", "onnx", "export"),
         Package("onnxscript", "onnxscript", "export"),
+        Package("tensorboard", "tensorboard", "tensorboard"),
     )
 }
 """Every package of an extra that specnet imports, by import name."""
+
+WEIGHTS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_Weights\.[A-Za-z][A-Za-z0-9_]*$")
+"""A torchvision weights enum entry, ``<Model>_Weights.<NAME>`` (``train.init_from``)."""
 
 DATA_SETS: dict[str, str | None] = {"Digits": "sklearn", "Synthetic": None, "TensorFile": None}
 """The package each data set that specnet loads itself needs beyond torch (as the loaders of
@@ -105,6 +111,10 @@ def train_needs(train: TrainSpec | None, *, progress: bool) -> list[Need]:
     needs += [Need("safetensors", "checkpoints and weights"), Need("matplotlib", "curves.png")]
     if progress:
         needs.append(Need("tqdm", "the progress bar"))
+    if train is not None and "tensorboard" in train.loggers:
+        needs.append(Need("tensorboard", "the tensorboard logger"))
+    if train is not None and train.init_from is not None and WEIGHTS_NAME.match(train.init_from):
+        needs.append(Need("torchvision", f"the weights {train.init_from}"))
     return needs
 
 

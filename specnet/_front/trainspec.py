@@ -28,6 +28,7 @@ from .validate.context import Ctx, show
 
 __all__ = [
     "CLASS_SCORES",
+    "LOGGERS",
     "METRICS",
     "SAME_SIZE",
     "Component",
@@ -36,6 +37,9 @@ __all__ = [
     "TrainSpec",
     "check_train",
     "datasets",
+    "monitor_columns",
+    "monitor_mode",
+    "monitor_problem",
     "setting_problem",
     "transforms",
     "unknown_metric",
@@ -136,6 +140,11 @@ MetricName = Annotated[
 ]
 
 
+Logger = Literal["tensorboard"]
+LOGGERS: tuple[str, ...] = typing.get_args(Logger)
+"""The loggers ``train.loggers`` (and ``specnet train --logger``) may name."""
+
+
 class Component(BaseModel):
     """A torch object named by type, with its arguments: ``{type: SGD, lr: 0.1}``."""
 
@@ -197,6 +206,36 @@ class TrainSpec(BaseModel):
         "e.g. [1.0, 0.3, 0.3] for GoogLeNet's main output and auxiliary heads.",
     )
     compile: bool = Field(False, description="Run the model through torch.compile.")
+    threads: Annotated[int, Ge(1)] | Literal["auto"] = Field(
+        "auto",
+        description="CPU threads per process for training on the CPU: auto measures the first batch with one thread and with the cores this process may use, and keeps the faster (fewer threads when within 10%); a resumed run keeps the count it started with. A number fixes it (runs are bit-for-bit repeatable only with the same count).",
+    )
+    monitor: str | None = Field(
+        None,
+        pattern=r"^(train|val|test)_[a-z0-9_]+$",
+        description="The metrics.csv column that picks the best checkpoint (best.safetensors) and early stopping, e.g. val_loss or val_accuracy; default: the loss of the split evaluated each epoch.",
+    )
+    mode: Literal["min", "max"] | None = Field(
+        None,
+        description="Whether a lower or a higher monitor is better; default: max for accuracies, min for losses, mse and mae.",
+    )
+    early_stopping: int | None = Field(
+        None,
+        ge=1,
+        description="Stop when the monitor has not improved (by more than min_delta) for this many epochs.",
+    )
+    min_delta: float = Field(
+        0.0, ge=0, description="The smallest change of the monitor that counts as improving."
+    )
+    loggers: tuple[Logger, ...] = Field(
+        (),
+        description="Loggers beside metrics.csv, steps.csv and curves.png (always written): tensorboard writes event files into the run folder's tensorboard/ (pip install 'specnet[tensorboard]').",
+    )
+    init_from: str | None = Field(
+        None,
+        min_length=1,
+        description="Initial weights for a new run: a .safetensors file, a .pt/.pth state_dict (read with weights_only=True), or a torchvision weights name such as ResNet18_Weights.IMAGENET1K_V1 for a spec whose state_dict matches; relative paths are relative to the spec file.",
+    )
     data_on_device: bool = Field(
         False,
         description="Keep the whole data set on the training device (small data sets on a GPU): no copy per batch; transforms run once.",
@@ -232,8 +271,13 @@ class _Setting:
         return None
 
 
-_DEVICE = "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
-"""``device``'s pattern, as words (a pattern has no :func:`describe`)."""
+_WORDS = {
+    "device": "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'",
+    "threads": "int >= 1 or 'auto'",
+    "monitor": "a metrics.csv column: train_loss, or val_ or test_ and loss or a metric "
+    "of train.metrics (val_loss, val_accuracy, ...)",
+}
+"""The settings whose type :func:`describe` cannot word (a pattern, a bounded union)."""
 
 
 def _type_of(annotation: Any) -> TypeSpec | None:
@@ -297,8 +341,8 @@ def setting_problem(err: ErrorDetails) -> tuple[Path, str]:
         return loc, pydantic_problem(err)
     # check_train passes lists as tuples (TrainSpec is frozen): show them as written.
     value = list(err["input"]) if isinstance(err["input"], tuple) else err["input"]
-    if name == "device":
-        return loc[:1], wrong_value(_DEVICE, value)
+    if name in _WORDS:
+        return loc[:1], wrong_value(_WORDS[name], value)
     item = setting.item_words()
     if len(loc) > 1 and isinstance(loc[1], int) and item is not None:
         return loc[:2], wrong_value(item, value)
@@ -384,7 +428,7 @@ def datasets() -> Registry:
                 name,
                 "data",
                 (root, download, tfs),
-                f"torchvision.datasets.{name}: its train split for training, its test split for evaluation.",
+                f"torchvision.datasets.{name}: its train split for training, its test split for evaluation each epoch (it has no validation split).",
             )
         )
     reg.add(
@@ -395,12 +439,19 @@ def datasets() -> Registry:
                 Param(
                     "test_fraction",
                     "float",
-                    "Share of the samples held out for evaluation.",
+                    "Share of the samples held out as the test split.",
                     0.2,
                     Range(0, 1, low_open=True, high_open=True),
                 ),
+                Param(
+                    "val_fraction",
+                    "float",
+                    "Share of the samples held out from training as the validation split (0: none).",
+                    0.1,
+                    Range(0, 1, high_open=True),
+                ),
             ),
-            "scikit-learn's bundled 8x8 handwritten digits (1797 images, offline).",
+            "scikit-learn's bundled 8x8 handwritten digits (1797 images, offline): pixel values 0 to 16, standardised with the training split's mean and standard deviation (recorded in the run folder and applied by specnet predict and load_run).",
         )
     )
     reg.add(
@@ -409,7 +460,8 @@ def datasets() -> Registry:
             "data",
             (
                 Param("samples", "int", "Training samples.", 1024, Range(1)),
-                Param("test_samples", "int", "Evaluation samples.", 256, Range(0)),
+                Param("val_samples", "int", "Validation samples.", 0, Range(0)),
+                Param("test_samples", "int", "Test samples.", 256, Range(0)),
                 Param(
                     "classes",
                     {"union": ["int", "null"]},
@@ -429,7 +481,7 @@ def datasets() -> Registry:
                 Param(
                     "path",
                     "str",
-                    "A .pt file holding a mapping with tensors 'x' and 'y' (and optionally 'x_test', 'y_test'), read with weights_only=True.",
+                    "A .pt file holding a mapping with tensors 'x' and 'y' (and optionally 'x_val', 'y_val' and 'x_test', 'y_test'), read with weights_only=True.",
                 ),
             ),
             "Tensors from a file.",
@@ -508,7 +560,7 @@ def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
                 ok = False
             else:
                 values[k] = tuple(v)
-        elif k == "loss_weights" and isinstance(v, list):
+        elif k in ("loss_weights", "loggers") and isinstance(v, list):
             values[k] = tuple(v)
         else:
             values[k] = v
@@ -519,4 +571,30 @@ def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
             where, msg = setting_problem(err)
             checker.error((*path, *where), msg, kind="type")
         return None
+    problem = monitor_problem(spec)
+    if problem is not None:
+        checker.error((*path, "monitor"), problem, kind="value")
+        return None
     return spec if ok else None
+
+
+def monitor_columns(train: TrainSpec, splits: tuple[str, ...] = ("val", "test")) -> list[str]:
+    """The metrics.csv columns a ``monitor`` may name when ``splits`` are evaluated."""
+    names = ("loss", *train.metrics)
+    return ["train_loss", *(f"{s}_{n}" for s in splits for n in names)]
+
+
+def monitor_problem(train: TrainSpec, splits: tuple[str, ...] = ("val", "test")) -> str | None:
+    """Why ``train.monitor`` names no column of metrics.csv (None when it names one)."""
+    if train.monitor is None or train.monitor in (columns := monitor_columns(train, splits)):
+        return None
+    return f"monitor '{train.monitor}' is not a column of metrics.csv" + (
+        did_you_mean(train.monitor, columns) or f"; choose from {', '.join(columns)}"
+    )
+
+
+def monitor_mode(train: TrainSpec, monitor: str) -> Literal["min", "max"]:
+    """``train.mode``, or its default for ``monitor``: max for accuracies, min otherwise."""
+    if train.mode is not None:
+        return train.mode
+    return "max" if monitor.endswith("accuracy") else "min"

@@ -1,16 +1,18 @@
 """Data sets a spec's ``train.data`` names, and the check that they fit the model's input.
 
-Each data set gives ``(input, target)`` samples for a split, ``"train"`` or ``"test"``:
+Each data set gives ``(input, target)`` samples for a split, ``"train"``, ``"val"`` or ``"test"``
+(``None`` for a split it does not have: torchvision's data sets have no validation split):
 
 - torchvision's ``MNIST``, ``FashionMNIST``, ``KMNIST``, ``CIFAR10``, ``CIFAR100`` and ``SVHN``,
   loaded by torchvision itself (its file formats, its ``download``), with torchvision
   transforms named in the spec;
-- ``Digits``: scikit-learn's bundled 8x8 digits as ``[1, 8, 8]`` float images, normalised with
-  the training split's mean and standard deviation, split by ``test_fraction`` and the seed;
+- ``Digits``: scikit-learn's bundled 8x8 digits as ``[1, 8, 8]`` float images, split by
+  ``test_fraction``, ``val_fraction`` and the seed (stratified), standardised with the training
+  split's mean and standard deviation (:func:`preprocessing` gives it, for the run folder);
 - ``Synthetic``: random inputs shaped like the spec's input, with random class targets or
   regression targets shaped like the model's output;
-- ``TensorFile``: tensors ``x``, ``y`` (and optionally ``x_test``, ``y_test``) from a ``.pt``
-  file read with ``weights_only=True``.
+- ``TensorFile``: tensors ``x``, ``y`` (and optionally ``x_val``, ``y_val``, ``x_test``,
+  ``y_test``) from a ``.pt`` file read with ``weights_only=True``.
 
 Relative paths (``root``, ``path``) are relative to the working directory, as in torchvision.
 """
@@ -31,6 +33,8 @@ from specnet._front.source import SourceMap
 from specnet._front.spec import Spec, TensorSpec
 from specnet._front.trainspec import Component, datasets, transforms
 
+from .preprocess import Preprocess
+
 __all__ = [
     "Split",
     "check_fits",
@@ -39,10 +43,11 @@ __all__ = [
     "embedding_size",
     "load_dataset",
     "model_output_shape",
+    "preprocessing",
     "single_input",
 ]
 
-Split = Literal["train", "test"]
+Split = Literal["train", "val", "test"]
 
 _DATA_PATH: Path = ("train", "data")
 
@@ -127,7 +132,9 @@ def _transform(specs: list[Any]) -> Callable[[Any], Any]:
     return composed
 
 
-def _vision(r: _Request) -> Dataset[Any]:
+def _vision(r: _Request) -> Dataset[Any] | None:
+    if r.split == "val":
+        return None
     import torchvision.datasets as D
 
     root = os.path.expanduser(r.args["root"])
@@ -152,28 +159,100 @@ def _vision(r: _Request) -> Dataset[Any]:
     return ds
 
 
-def _digits(r: _Request) -> Dataset[Any]:
+_DIGITS_INPUT = "scikit-learn's pixel values (load_digits().images), 0 to 16, as [1, 8, 8] floats"
+
+
+@dataclass(frozen=True)
+class _DigitsSplits:
+    images: torch.Tensor
+    """Every image, [N, 1, 8, 8] float32 pixel values 0 to 16."""
+    labels: torch.Tensor
+    index: dict[str, torch.Tensor]
+    """Each split's sample numbers (an empty validation split when val_fraction is 0)."""
+
+    def normalize(self) -> Preprocess:
+        train = self.images[self.index["train"]]
+        return Preprocess((train.mean().item(),), (train.std().item(),), _DIGITS_INPUT)
+
+
+def _digits_splits(args: Mapping[str, Any], seed: int) -> _DigitsSplits:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    fraction = r.args["test_fraction"]
-    if not 0 < fraction < 1:
-        raise r.error(f"test_fraction must be between 0 and 1, got {fraction}", "test_fraction")
     digits = load_digits()
-    images = torch.from_numpy(digits.images).to(torch.float32).div_(16.0).unsqueeze(1)
-    labels = torch.from_numpy(digits.target).to(torch.int64)
-    train_idx, test_idx = train_test_split(
-        range(len(labels)), test_size=fraction, random_state=r.seed, stratify=digits.target
+    n = len(digits.target)
+    rest, test = train_test_split(
+        range(n), test_size=args["test_fraction"], random_state=seed, stratify=digits.target
     )
-    train = images[torch.tensor(train_idx)]
-    mean, std = train.mean(), train.std()
-    chosen = torch.tensor(train_idx if r.split == "train" else test_idx)
-    return TensorDataset((images[chosen] - mean) / std, labels[chosen])
+    n_val = round(args["val_fraction"] * n)
+    val: list[int] = []
+    if n_val:
+        rest, val = train_test_split(
+            rest, test_size=n_val, random_state=seed, stratify=digits.target[rest]
+        )
+    return _DigitsSplits(
+        torch.from_numpy(digits.images).to(torch.float32).unsqueeze(1),
+        torch.from_numpy(digits.target).to(torch.int64),
+        {
+            k: torch.tensor(v, dtype=torch.int64)
+            for k, v in (("train", rest), ("val", val), ("test", test))
+        },
+    )
 
 
-def _synthetic(r: _Request) -> Dataset[Any]:
-    n = r.args["samples"] if r.split == "train" else r.args["test_samples"]
-    g = torch.Generator().manual_seed(r.seed * 2 + (r.split == "test"))
+def _digits_args(r: _Request) -> dict[str, Any]:
+    test, val = r.args["test_fraction"], r.args["val_fraction"]
+    if not 0 < test < 1:
+        raise r.error(f"test_fraction must be between 0 and 1, got {test}", "test_fraction")
+    if not 0 <= val < 1 or test + val >= 0.95:
+        raise r.error(
+            f"val_fraction must be at least 0 and leave samples to train on: test_fraction "
+            f"{test} + val_fraction {val} must be below 0.95",
+            "val_fraction",
+        )
+    return r.args
+
+
+def _digits(r: _Request) -> Dataset[Any] | None:
+    splits = _digits_splits(_digits_args(r), r.seed)
+    chosen = splits.index[r.split]
+    if r.split == "val" and not len(chosen):
+        return None
+    normalize = splits.normalize().module()
+    return TensorDataset(normalize(splits.images[chosen]), splits.labels[chosen])
+
+
+def preprocessing(component: Component | None, seed: int = 0) -> Preprocess | None:
+    """The normalisation the data set ``component`` names applies to its raw inputs, which
+    :func:`specnet.load_run` and ``specnet predict`` apply in turn: Digits' standardisation, or
+    a torchvision data set's ``Normalize`` when it is the last of its transforms (its inputs are
+    then what the transforms before it give: ToTensor's floats in [0, 1], channels first).
+    ``None`` for data sets that give inputs as they are (Synthetic, TensorFile)."""
+    if component is None:
+        return None
+    if component.type == "Digits":
+        return _digits_splits(dataset_args(component), seed).normalize()
+    if component.type in _LOADERS:
+        return None
+    steps = dataset_args(component)["transforms"]
+    last = steps[-1] if steps else None
+    if not isinstance(last, Mapping) or last.get("type") != "Normalize":
+        return None
+    before = ", ".join(s if isinstance(s, str) else str(s["type"]) for s in steps[:-1])
+    return Preprocess(
+        tuple(float(v) for v in last["mean"]),
+        tuple(float(v) for v in last["std"]),
+        f"tensors as the data set's transforms before Normalize give them ({before})",
+    )
+
+
+def _synthetic(r: _Request) -> Dataset[Any] | None:
+    n = r.args[{"train": "samples", "val": "val_samples", "test": "test_samples"}[r.split]]
+    if r.split == "val" and n == 0:
+        return None
+    # Each split its own stream (the training and test ones as before validation existed).
+    stream = {"train": 0, "test": 1, "val": 2**40}[r.split]
+    g = torch.Generator().manual_seed(r.seed * 2 + stream)
     dtype = getattr(torch, r.input.dtype)
     shape = (n, *r.input.shape)
     if dtype.is_floating_point:
@@ -209,8 +288,8 @@ def _tensor_file(r: _Request) -> Dataset[Any] | None:
             f"{path!r} holds a {type(data).__name__}; expected a mapping with tensors 'x' and 'y'",
             "path",
         )
-    keys = ("x", "y") if r.split == "train" else ("x_test", "y_test")
-    if r.split == "test" and not any(k in data for k in keys):
+    keys = ("x", "y") if r.split == "train" else (f"x_{r.split}", f"y_{r.split}")
+    if r.split != "train" and not any(k in data for k in keys):
         return None
     missing = [k for k in keys if not isinstance(data.get(k), torch.Tensor)]
     if missing:

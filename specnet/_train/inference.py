@@ -1,12 +1,15 @@
-"""Saved weights at work: the loss and metrics on a split of the spec's data, predictions."""
+"""Saved weights at work: the loss and metrics on a split of the spec's data, predictions, and
+a run folder loaded back as a module (:func:`load_run`), its data set's preprocessing in front."""
 
 from __future__ import annotations
 
 import os
 import pickle
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
+from torch import nn
 
 from specnet._build.compiler import build_module
 from specnet._front.errors import UsageError
@@ -14,17 +17,50 @@ from specnet._front.extras import evaluate_needs, predict_needs, require, weight
 from specnet._front.spec import Spec
 
 from .checkpoint import atomic_write, find_checkpoint, load_weights, model_hash
-from .data import Split, check_fits, load_dataset, single_input
+from .data import Split, check_fits, load_dataset, preprocessing, single_input
+from .errors import RunFolderError
+from .preprocess import Preprocess, Preprocessed
+from .record import read_record
 from .trainer import Trainer, resolve_device
 
-__all__ = ["evaluate_checkpoint", "predict_file", "trainer_with_weights"]
+__all__ = [
+    "evaluate_checkpoint",
+    "load_run",
+    "predict_file",
+    "run_preprocess",
+    "trainer_with_weights",
+]
+
+
+def _run_folder(checkpoint: str | os.PathLike[str]) -> Path | None:
+    """The run folder a ``--checkpoint`` path is in (itself, or above its checkpoints/)."""
+    p = Path(checkpoint)
+    for folder in (p, p.parent, p.parent.parent) if not p.is_dir() else (p, p.parent):
+        if (folder / "spec.yaml").is_file() or (folder / "run.json").is_file():
+            return folder
+    return None
+
+
+def run_preprocess(spec: Spec, checkpoint: str | os.PathLike[str] | None) -> Preprocess | None:
+    """The preprocessing of the weights ``checkpoint`` names: the one its run folder's
+    ``run.json`` records, else (a run of an older specnet, or a lone weights file) the one
+    the spec's data set applies."""
+    folder = _run_folder(checkpoint) if checkpoint is not None else None
+    record = read_record(folder) if folder is not None else None
+    if record is not None and "preprocess" in record:
+        try:
+            return Preprocess.from_json(record["preprocess"])
+        except ValueError as exc:
+            raise RunFolderError(f"{folder}/run.json: preprocess: {exc}") from None
+    t = spec.train
+    return preprocessing(t.data, t.seed) if t is not None else None
 
 
 def trainer_with_weights(spec: Spec, checkpoint: str | os.PathLike[str]) -> Trainer:
     """A trainer with the spec's settings on its model, holding the weights ``checkpoint``
     names (see :func:`~specnet._train.checkpoint.find_checkpoint`)."""
     require(weights_needs(), "loading weights")
-    device = resolve_device(spec.train.device if spec.train is not None else "auto")
+    device = resolve_device(spec.train.device if spec.train is not None else "auto", spec.source)
     model = build_module(spec, device)
     load_weights(find_checkpoint(checkpoint), model, model_hash(spec.data))
     return Trainer.from_spec(spec, model=model)
@@ -51,9 +87,14 @@ def predict_file(
     checkpoint: str | os.PathLike[str],
     inputs: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    *,
+    preprocess: bool = True,
 ) -> list[int]:
     """Run saved weights on the tensor in the ``.pt`` file ``inputs`` (``[N, *input]``, or a
-    mapping with it as ``x``) and ``torch.save`` the outputs to ``output``; their shape."""
+    mapping with it as ``x``) and ``torch.save`` the outputs to ``output``; their shape.
+
+    The inputs are the data set's raw ones: the normalisation it applied in training is
+    applied first (:func:`run_preprocess`), unless ``preprocess`` is false."""
     require(predict_needs(), "predicting")
     trainer = trainer_with_weights(spec, checkpoint)
     try:
@@ -70,6 +111,50 @@ def predict_file(
             f"({str(x.dtype).removeprefix('torch.')}); the spec's input is "
             f"{list(want.shape)} ({want.dtype})"
         )
-    preds = trainer.predict(x)
+    pre = run_preprocess(spec, checkpoint) if preprocess else None
+    preds = trainer.predict(pre.module()(x) if pre is not None else x)
     atomic_write(output, lambda tmp: torch.save(preds, tmp))
     return list(preds.shape)
+
+
+def load_run(
+    folder: str | os.PathLike[str],
+    *,
+    weights: Literal["final", "best", "last"] = "final",
+    preprocess: bool = True,
+    device: str | torch.device | None = None,
+) -> tuple[nn.Module, Spec]:
+    """A trained run folder as ``(module, spec)``: the spec it trained (its ``spec.yaml``),
+    built and holding its weights, in eval mode.
+
+    ``weights``: ``"final"`` (``model.safetensors``; a run that has not finished: its newest
+    whole checkpoint), ``"best"`` (``best.safetensors``, the epoch with the best monitored
+    metric) or ``"last"`` (the newest whole checkpoint). The weights' manifest is checked.
+    With ``preprocess`` (and a data set that normalises its inputs, as Digits does), the
+    module is a :class:`~specnet._train.preprocess.Preprocessed`: it takes the data set's raw
+    inputs and applies the recorded normalisation first (``module.model`` is the bare
+    network); its outputs are ``specnet predict``'s.
+    """
+    from specnet._front.source import read_document
+    from specnet._front.validate import validate_document
+
+    root = Path(folder)
+    if not (root / "spec.yaml").is_file():
+        raise RunFolderError(f"{root} is not a run folder: it has no spec.yaml")
+    spec = validate_document(read_document(root / "spec.yaml"))
+    require(weights_needs(), "loading weights")
+    target: Path = {
+        "final": root,
+        "best": root / "best.safetensors",
+        "last": root / "checkpoints",
+    }[weights]
+    if weights == "best" and not target.is_file():
+        raise RunFolderError(f"{root} has no best.safetensors (its run evaluated no split)")
+    chosen = torch.device(device) if device is not None else torch.device("cpu")
+    model = build_module(spec, chosen)
+    load_weights(find_checkpoint(target), model, model_hash(spec.data))
+    model.eval()
+    pre = run_preprocess(spec, root) if preprocess else None
+    if pre is None:
+        return model, spec
+    return Preprocessed(model, pre.module().to(chosen)).eval(), spec

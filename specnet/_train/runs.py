@@ -1,13 +1,19 @@
-"""Run folders: the resolved spec, the metrics as CSV, curves and a progress bar.
+"""Run folders: the resolved spec, a record of the run, the metrics as CSV, curves, TensorBoard
+events, a progress bar, the best and the final weights.
 
 ::
 
     runs/<spec name>-<timestamp>/
         spec.yaml          the spec as trained (with --set applied)
-        metrics.csv        one row per epoch: epoch, step, train_loss, val_loss, val_<metric>, lr, seconds
+        run.json           versions, device, threads, seed, git commit, command, preprocessing,
+                           best epoch, test results (see specnet._train.record)
+        metrics.csv        one row per epoch: epoch, step, train_loss, <split>_loss,
+                           <split>_<metric>, lr, seconds (split: val, or test without one)
         steps.csv          one row every log_every optimizer steps: epoch, step, train_loss, lr
         curves.png         loss and metric curves
+        tensorboard/       event files, with train.loggers: [tensorboard]
         checkpoints/       see specnet._train.checkpoint
+        best.safetensors   the weights of the epoch with the best monitored metric (best.json)
         model.safetensors  the final weights
         model.json         their manifest (size and sha256), checked when they are loaded
 
@@ -28,6 +34,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +49,9 @@ from specnet._build.compiler import build_module
 from specnet._front.errors import SpecnetError, UsageError
 from specnet._front.extras import require, train_needs
 from specnet._front.spec import Spec
-from specnet._front.trainspec import TrainSpec
+from specnet._front.trainspec import TrainSpec, monitor_mode
 
+from .callbacks import BestWeights, TensorBoardLog
 from .checkpoint import (
     Checkpoint,
     Checkpointer,
@@ -64,6 +72,7 @@ from .data import (
     embedding_size,
     load_dataset,
     model_output_shape,
+    preprocessing,
     single_input,
 )
 from .distributed import Strategy, strategy_for
@@ -74,7 +83,9 @@ from .errors import (
     RunFolderError,
     TrainingError,
 )
+from .record import RUN_RECORD, start_record, write_record
 from .trainer import Callback, Trainer, resolve_device, seed_everything
+from .weights import load_initial_weights
 
 __all__ = [
     "Progress",
@@ -224,40 +235,79 @@ def epoch_line(row: Mapping[str, Any], epochs: int) -> str:
 
 
 class Progress(Callback):
-    """A tqdm progress bar per epoch, with the latest training loss; a line per epoch."""
+    """One tqdm bar for the whole run, with its ETA, the epoch, and the running training loss
+    (the mean of the batches since the last refresh); a line per epoch above it.
 
-    def __init__(self, *, enabled: bool = True, file: Any = None) -> None:
+    The losses are summed on the device; the sum is read (one device sync) only when the bar
+    is refreshed, at most every ``refresh_seconds``, never once per batch. Off when the
+    output is not a terminal (``tty=None``), unless ``tty`` says otherwise.
+    """
+
+    def __init__(
+        self,
+        *,
+        enabled: bool = True,
+        file: Any = None,
+        tty: bool | None = None,
+        refresh_seconds: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.enabled = enabled
         self.file = file if file is not None else sys.stderr
+        self.tty = tty
+        self.refresh_seconds = refresh_seconds
+        self.clock = clock
         self._bar: Any = None
+        self._sum: torch.Tensor | None = None
+        self._batches = 0
+        self._shown = 0.0
+        self.reads = 0
+        """How often the running loss was read from the device."""
 
-    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+    def on_fit_start(self, trainer: Trainer) -> None:
         if not self.enabled:
             return
         from tqdm import tqdm
 
+        per_epoch = trainer.batches_per_epoch
+        total = per_epoch * trainer.settings.epochs if per_epoch is not None else None
+        done = trainer.epoch * per_epoch + trainer.batch_in_epoch if per_epoch else 0
         self._bar = tqdm(
-            total=trainer.batches_per_epoch,
-            initial=trainer.batch_in_epoch,
-            desc=f"epoch {epoch + 1}/{trainer.settings.epochs}",
+            total=total,
+            initial=done,
             unit="batch",
             leave=False,
             file=self.file,
             dynamic_ncols=True,
-            disable=None,  # off when the output is not a terminal
+            disable=None if self.tty is None else not self.tty,
         )
+        self._shown = self.clock()
+
+    def on_epoch_start(self, trainer: Trainer, epoch: int) -> None:
+        if self._bar is not None:
+            self._bar.set_description(f"epoch {epoch + 1}/{trainer.settings.epochs}", False)
 
     def on_batch_end(self, trainer: Trainer, loss: torch.Tensor) -> None:
-        if self._bar is not None:
-            self._bar.update(1)
-
-    def on_log(self, trainer: Trainer, row: dict[str, Any]) -> None:
-        if self._bar is not None:
-            self._bar.set_postfix(loss=f"{row['train_loss']:.4g}", refresh=False)
+        if self._bar is None or self._bar.disable:
+            return
+        self._sum = loss.float() if self._sum is None else self._sum + loss.float()
+        self._batches += 1
+        now = self.clock()
+        if now - self._shown >= self.refresh_seconds:
+            self.reads += 1
+            self._bar.set_postfix(loss=f"{self._sum.item() / self._batches:.4g}", refresh=False)
+            self._sum, self._batches, self._shown = None, 0, now
+        self._bar.update(1)
 
     def on_epoch_end(self, trainer: Trainer, row: dict[str, Any]) -> None:
+        line = epoch_line(row, trainer.settings.epochs)
+        if self._bar is not None and not self._bar.disable:
+            self._bar.write(line, file=self.file)
+        elif self.enabled:
+            print(line, file=self.file, flush=True)
+
+    def on_fit_end(self, trainer: Trainer) -> None:
         self.close()
-        print(epoch_line(row, trainer.settings.epochs), file=self.file, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -278,9 +328,25 @@ class RunResult:
     trainer: Trainer
     test: dict[str, float] | None
     """The test split's loss and metrics after the last epoch (None without a test split)."""
+    record: dict[str, Any]
+    """What ``run.json`` holds (see :mod:`~specnet._train.record`)."""
 
 
-def _data_for(spec: Spec, model: nn.Module) -> tuple[Dataset[Any], Dataset[Any] | None]:
+@dataclass
+class _Splits:
+    train: Dataset[Any]
+    val: Dataset[Any] | None
+    test: Dataset[Any] | None
+
+    @property
+    def evaluated(self) -> tuple[str, Dataset[Any]] | None:
+        """The split evaluated after each epoch: validation when there is one, else test."""
+        if self.val is not None:
+            return "val", self.val
+        return ("test", self.test) if self.test is not None else None
+
+
+def _data_for(spec: Spec, model: nn.Module) -> _Splits:
     t = spec.train
     if t is None or t.data is None:
         raise data_error(
@@ -308,29 +374,38 @@ def _data_for(spec: Spec, model: nn.Module) -> tuple[Dataset[Any], Dataset[Any] 
         "source": spec.source,
     }
     train = load_dataset(t.data, "train", **kwargs)
-    test = load_dataset(t.data, "test", **kwargs)
     if train is None:
         raise data_error(f"{t.data.type} has no training data", spec.source)
-    check_fits(train, f"{t.data.type} (train split)", spec.inputs, spec.source)
-    if test is not None:
-        check_fits(test, f"{t.data.type} (test split)", spec.inputs, spec.source)
-    return train, test
+    splits = _Splits(
+        train, load_dataset(t.data, "val", **kwargs), load_dataset(t.data, "test", **kwargs)
+    )
+    for name in ("train", "val", "test"):
+        data = getattr(splits, name)
+        if data is not None:
+            check_fits(data, f"{t.data.type} ({name} split)", spec.inputs, spec.source)
+    return splits
 
 
 RUN_FILES = (
     "spec.yaml",
+    RUN_RECORD,
     "metrics.csv",
     "steps.csv",
     "curves.png",
     "model.safetensors",
     "model.json",
+    "best.safetensors",
+    "best.json",
 )
+TENSORBOARD = "tensorboard"
+"""The run folder's folder of TensorBoard event files (``train.loggers: [tensorboard]``)."""
 
 
 def _clear(folder: Path) -> None:
     """Remove a previous run's files from ``folder`` (a fresh run there replaces it)."""
     for name in RUN_FILES:
         (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(folder / TENSORBOARD, ignore_errors=True)
     clear_checkpoints(folder / "checkpoints")
 
 
@@ -396,6 +471,18 @@ def check_folder(out: Path, *, need: int = 0) -> None:
             f"no space left on device for the run folder {out}: {free / 2**20:.1f} MiB free, and "
             f"its checkpoints and final weights need at least {need / 2**20:.1f} MiB"
         )
+
+
+class _Record(Callback):
+    """Writes ``run.json`` when training starts (the thread count is chosen by then)."""
+
+    def __init__(self, folder: Path, record: dict[str, Any]) -> None:
+        self.folder = folder
+        self.record = record
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        self.record["threads"] = trainer.state.threads
+        write_record(self.folder, self.record)
 
 
 class _StopOnSignal(Callback):
@@ -502,7 +589,7 @@ def train_run(
         raise UsageError("resuming a run needs its folder")
     require(train_needs(spec.train, progress=progress), "training")
     t = spec.train if spec.train is not None else TrainSpec.model_validate({})
-    strategy = strategy_for(resolve_device(t.device))
+    strategy = strategy_for(resolve_device(t.device, spec.source))
     with _joined(strategy):
         if folder is None:  # rank 0 names it for all
             stem = Path(spec.source.file).stem if spec.source.file else None
@@ -562,13 +649,17 @@ def _run(
         options.update(load_options(point.state))
     options.update({k: v for k, v in given.items() if v is not None})
 
-    seed_everything(spec.train.seed if spec.train is not None else 0)
+    t = spec.train if spec.train is not None else TrainSpec.model_validate({})
+    seed_everything(t.seed)
     model = build_module(spec, strategy.device)
+    if point is None and t.init_from is not None:
+        load_initial_weights(model, t.init_from, spec)
     # Rank 0 writes the folder: its verdict, before any data is read.
     # While a checkpoint is written the kept ones stay; then the final weights.
-    need = _weights_bytes(model) * ((options["keep"] or 2) + 2)
+    need = _weights_bytes(model) * ((options["keep"] or 2) + 3)
     strategy.agree(lambda: check_folder(out, need=need) if main else None)
-    train, test = strategy.in_turn(lambda: _data_for(spec, model))
+    splits = strategy.in_turn(lambda: _data_for(spec, model))
+    evaluated = splits.evaluated
     digest = model_hash(spec.data)
     checkpointer = Checkpointer(
         out / "checkpoints",
@@ -580,10 +671,24 @@ def _run(
     # In several processes, rank 0 alone shows progress and writes the run folder.
     bar = Progress(enabled=progress and main)
     run_log = RunLog(out)
+    record = start_record(
+        command=command,
+        spec_file=spec.source.file,
+        device=strategy.device,
+        world_size=strategy.world_size,
+        seed=t.seed,
+        preprocess=preprocessing(t.data, t.seed),
+    )
+    record["evaluated"] = evaluated[0] if evaluated is not None else None
+    writers: list[object] = [bar, run_log, _Record(out, record)]
+    if "tensorboard" in t.loggers:
+        writers.append(TensorBoardLog(out / TENSORBOARD))
+    if evaluated is not None:  # before the checkpointer: a state never names a best not saved
+        writers.append(BestWeights(out / "best.safetensors", digest))
     # SIGTERM in one process: a checkpoint and a message. Under torchrun the launcher stops
     # the processes itself (and says so).
     stop = _StopOnSignal(checkpointer, out) if strategy.world_size == 1 else None
-    callbacks: list[object] = [bar, run_log, checkpointer] if main else [checkpointer]
+    callbacks: list[object] = [*writers, checkpointer] if main else [checkpointer]
     trainer = Trainer.from_spec(
         spec,
         model=model,
@@ -600,7 +705,10 @@ def _run(
             _writing(out, lambda: _clear(out))
         if main:
             _writing(out, lambda: _start_folder(out, spec, command))
-        trainer.fit(train, test)
+        if evaluated is not None:
+            trainer.fit(splits.train, evaluated[1], val_name=evaluated[0])
+        else:
+            trainer.fit(splits.train)
     except NonFiniteLossError as exc:
         bar.close()
         if main:
@@ -622,7 +730,25 @@ def _run(
     if main:
         _writing(out, lambda: save_weights(out / "model.safetensors", model, digest))
     final = trainer.history[-1] if trainer.history else {}
-    results = {k.removeprefix("val_"): v for k, v in final.items() if k.startswith("val_")}
-    if test is not None and not results:
-        results = trainer.evaluate(test)
-    return RunResult(out, trainer, results or None)
+    results: dict[str, float] = {}
+    if evaluated is not None and evaluated[0] == "test":
+        results = {k.removeprefix("test_"): v for k, v in final.items() if k.startswith("test_")}
+    if splits.test is not None and not results:
+        results = trainer.evaluate(splits.test)
+    st = trainer.state
+    record.update(
+        threads=st.threads,
+        monitor=trainer.monitor,
+        mode=monitor_mode(t, trainer.monitor),
+        best=(
+            {"epoch": st.best_epoch, "value": st.best, "weights": "best.safetensors"}
+            if evaluated is not None and st.best is not None
+            else None
+        ),
+        stopped_early=st.stopped_early,
+        epochs=st.epoch,
+        test=results or None,
+    )
+    if main:
+        _writing(out, lambda: write_record(out, record))
+    return RunResult(out, trainer, results or None, record)

@@ -50,8 +50,16 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
 from specnet._front.errors import Path, SpecValidationError, did_you_mean
 from specnet._front.registry import Registry, losses, optimizers, schedulers
 from specnet._front.spec import TensorSpec
-from specnet._front.trainspec import METRICS, Component, TrainSpec, setting_problem
+from specnet._front.trainspec import (
+    METRICS,
+    Component,
+    TrainSpec,
+    monitor_mode,
+    monitor_problem,
+    setting_problem,
+)
 
+from . import threads
 from .distributed import BatchOrder, Strategy, strategy_for, world_size_mismatch
 from .errors import NonFiniteLossError, TrainingError
 
@@ -135,6 +143,15 @@ class TrainerState:
     """Seconds spent in the current epoch when the state was taken."""
     rng_per_rank: list[dict[str, Any]] = field(default_factory=list)
     """Every process's random states when the state was taken, in rank order."""
+    threads: int | None = None
+    """The CPU threads training uses (chosen once, when training starts: see
+    :mod:`~specnet._train.threads`); None until then, or when not training on the CPU."""
+    best: float | None = None
+    """The monitored metric's best value so far (``settings.monitor``)..."""
+    best_epoch: int = 0
+    """... and the epoch (counting from 1) that reached it."""
+    stopped_early: bool = False
+    """Whether early stopping ended training."""
 
     def state_dict(self) -> dict[str, Any]:
         """The fields, by name (a deep copy)."""
@@ -143,14 +160,56 @@ class TrainerState:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Set every field from ``state`` (as :meth:`state_dict` gives it)."""
         for f in dataclasses.fields(self):
-            setattr(self, f.name, copy.deepcopy(state[f.name]))
+            if f.name in state:
+                setattr(self, f.name, copy.deepcopy(state[f.name]))
+            else:  # a state saved before the field existed
+                default = f.default_factory() if callable(f.default_factory) else f.default
+                setattr(self, f.name, default)
 
 
-def resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` is CUDA when present, else the CPU; anything else is passed to torch."""
+@contextlib.contextmanager
+def _threads(count: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``count`` (None: left alone), restored afterwards."""
+    if count is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def resolve_device(device: str | torch.device, source: SourceMap | None = None) -> torch.device:
+    """``"auto"`` is CUDA when present, else the CPU; anything else is checked to be there:
+    a device this machine lacks (``cuda`` without CUDA, ``cuda:3`` of two GPUs, ``mps``) is
+    refused before anything is built, with a :class:`SpecValidationError` at ``train.device``
+    when ``source`` locates it, else a :class:`TrainingError`."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    resolved = torch.device(device)
+    problem = _missing_device(resolved)
+    if problem is None:
+        return resolved
+    message = f"device '{device}': {problem}; use 'auto' (CUDA when present) or 'cpu'"
+    if source is not None:
+        raise SpecValidationError([source.error(("train", "device"), message, kind="value")])
+    raise TrainingError(message)
+
+
+def _missing_device(device: torch.device) -> str | None:
+    """Why ``device`` is not on this machine (None when it is)."""
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            built = "" if torch.backends.cuda.is_built() else " (this torch is built without it)"  # type: ignore[no-untyped-call]
+            return f"this machine has no CUDA device{built}"
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            return f"this machine has {count} CUDA device{'s' * (count != 1)}: cuda:0 to cuda:{count - 1}"
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        return "this machine has no Apple GPU (MPS)"
+    return None
 
 
 def seed_everything(seed: int) -> None:
@@ -272,6 +331,17 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
         np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
 
 
+def _tensors(value: Any) -> list[torch.Tensor]:
+    """The tensors in ``value`` (a tensor, or tuples, lists and mappings of them)."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, Mapping):
+        value = list(value.values())
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
 def _map_tensors(
     value: Any, fn: Callable[[torch.Tensor], Any], other: Callable[[Any], Any] = lambda v: v
 ) -> Any:
@@ -384,7 +454,9 @@ class Trainer:
         """The settings (loss, optimizer and schedule: unless given as torch objects)."""
         self.source = source
         s = self.settings
-        self.strategy = strategy if strategy is not None else strategy_for(resolve_device(s.device))
+        self.strategy = (
+            strategy if strategy is not None else strategy_for(resolve_device(s.device, source))
+        )
         if s.batch_size < self.world_size:
             raise self._error(
                 "batch_size",
@@ -435,6 +507,9 @@ class Trainer:
         self._started = False
         self._schedule_steps_on = "epoch"
         self._epoch_started = time.perf_counter()
+        self._val_name = "val"
+        self.monitor = self.settings.monitor or "val_loss"
+        """The :attr:`history` column that picks the best epoch (set by :meth:`fit`)."""
 
     # -- construction -------------------------------------------------------------------
 
@@ -660,7 +735,12 @@ class Trainer:
                 )
         self._check_targets(train_data, "train")
         if val_data is not None:
-            self._check_targets(val_data, "test")
+            self._check_targets(val_data, self._val_name)
+        splits = (self._val_name,) if val_data is not None else ()
+        problem = monitor_problem(self.settings, splits)
+        if problem is not None:
+            evaluated = f"evaluates the {self._val_name} split" if splits else "evaluates no split"
+            raise self._error("monitor", f"{problem} (this run {evaluated})")
         self._rehearse(steps)
 
     def _check_targets(self, data: DataLike, split: str) -> None:
@@ -835,8 +915,19 @@ class Trainer:
         st.log.append(row)
         return row
 
-    def fit(self, train_data: DataLike, val_data: DataLike | None = None) -> list[dict[str, Any]]:
-        """Train for the remaining epochs (all, unless resumed); returns :attr:`history`.
+    def fit(
+        self, train_data: DataLike, val_data: DataLike | None = None, *, val_name: str = "val"
+    ) -> list[dict[str, Any]]:
+        """Train for the remaining epochs (all, unless resumed, or until early stopping);
+        returns :attr:`history`.
+
+        ``val_data`` is evaluated after each epoch, its loss and metrics in :attr:`history` as
+        ``<val_name>_loss``, ``<val_name>_<metric>`` (``val_name="test"`` when the data is a
+        test split). The monitored metric (``settings.monitor``, by default the evaluated
+        loss, else the training loss) marks the best epoch (:attr:`improved`) and, with
+        ``settings.early_stopping``, stops training once it has not improved for that many
+        epochs. On the CPU, ``settings.threads`` ("auto": measured on the first batch, see
+        :mod:`~specnet._train.threads`) sets torch's threads while training.
 
         Before the first step, in every process alike: a ``batch_size`` larger than a training
         ``Dataset`` is refused; the model's output on the data's first samples is checked
@@ -849,6 +940,10 @@ class Trainer:
         self._check_data(train_data, "the training data")
         if val_data is not None:
             self._check_data(val_data, "the validation data")
+        self._val_name = val_name
+        self.monitor = self.settings.monitor or (
+            f"{val_name}_loss" if val_data is not None else "train_loss"
+        )
         if not self._started:
             # Every process seeds with seed + rank: the same model and data order (these
             # come from the seed alone), their own dropout masks.
@@ -877,6 +972,8 @@ class Trainer:
         # Every process reaches the same verdict on the data and the settings (each checks
         # the same samples), before the first step.
         self.strategy.agree(lambda: self._check_before_training(train_data, val_data, steps))
+        if self.state.threads is None:
+            self.state.threads = self._choose_threads(train_data)
         if self._saved_schedule is not None:
             if self.scheduler is None:
                 raise self._error(
@@ -890,10 +987,10 @@ class Trainer:
         if self._loss_acc is None:
             self._loss_acc = torch.zeros((), device=self.device)
 
-        with self._determinism():
+        with self._determinism(), _threads(self.state.threads):
             for hook in self._hooks("on_fit_start"):
                 hook(self)
-            while self.state.epoch < self.settings.epochs:
+            while self.state.epoch < self.settings.epochs and not self.state.stopped_early:
                 self._train_epoch(loader)
                 row = self._end_epoch(val_loader)
                 for hook in self._hooks("on_epoch_end"):
@@ -990,11 +1087,12 @@ class Trainer:
             "train_loss": st.epoch_loss / max(st.epoch_batches, 1),
         }
         if val_loader is not None:
-            row.update({f"val_{k}": v for k, v in self._evaluate(val_loader).items()})
+            row.update({f"{self._val_name}_{k}": v for k, v in self._evaluate(val_loader).items()})
         row["lr"] = self.lr
         row["seconds"] = time.perf_counter() - self._epoch_started
+        self._track_best(row)
         if self._schedule_steps_on == "metric":
-            self.scheduler.step(row.get("val_loss", row["train_loss"]))
+            self.scheduler.step(row.get(f"{self._val_name}_loss", row["train_loss"]))
         elif self._schedule_steps_on == "epoch" and self.scheduler is not None:
             self.scheduler.step()
         st.epoch += 1
@@ -1002,6 +1100,60 @@ class Trainer:
         st.epoch_loss, st.epoch_batches = 0.0, 0
         st.history.append(row)
         return row
+
+    def _track_best(self, row: Mapping[str, Any]) -> None:
+        st, s = self.state, self.settings
+        value = row.get(self.monitor)
+        if not isinstance(value, float) or not math.isfinite(value):
+            return
+        mode = monitor_mode(s, self.monitor)
+        if (
+            st.best is None
+            or (mode == "min" and value < st.best - s.min_delta)
+            or (mode == "max" and value > st.best + s.min_delta)
+        ):
+            st.best, st.best_epoch = value, st.epoch + 1
+        if s.early_stopping is not None and st.epoch + 1 - st.best_epoch >= s.early_stopping:
+            st.stopped_early = True
+
+    @property
+    def improved(self) -> bool:
+        """Whether the last epoch ended has the monitored metric's best value so far."""
+        return bool(self.state.history) and self.state.best_epoch == self.state.epoch
+
+    def _choose_threads(self, train_data: DataLike) -> int | None:
+        """``settings.threads`` as a count, measured for "auto" (on the CPU, one process; with
+        several, torchrun's share of the cores stands). None off the CPU with "auto"."""
+        wanted = self.settings.threads
+        if wanted != "auto":
+            return wanted
+        if self.device.type != "cpu":
+            return None
+        if self.world_size > 1 or not isinstance(train_data, Dataset):
+            return torch.get_num_threads()
+        counts = threads.candidates(threads.available_cores())
+        if len(counts) == 1:
+            return counts[0]
+        n = min(self.settings.batch_size, len(train_data))  # type: ignore[arg-type]
+        saved = _rng_state()  # a data set's transforms and the model's dropout draw from it
+        try:
+            x = _move(default_collate([train_data[i] for i in range(n)])[0], self.device)
+            model = copy.deepcopy(self.model).train()  # its batch statistics change
+
+            def step() -> None:
+                # The model's forward and backward are the step's cost; the loss is a stand-in
+                # (a loss given as a function is the caller's code, called only to train).
+                model.zero_grad(set_to_none=True)
+                with self._autocast():
+                    out = self._call(x, model)
+                parts = [t.float().mean() for t in _tensors(out) if t.requires_grad]
+                if parts:
+                    torch.stack(parts).sum().backward()  # type: ignore[no-untyped-call]
+
+            chosen, _ = threads.choose(step, counts)
+        finally:
+            _set_rng_state(saved)
+        return chosen
 
     # -- evaluation and prediction -------------------------------------------------------
 

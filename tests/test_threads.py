@@ -1,0 +1,144 @@
+"""``train.threads``: the thread count is measured on the run's first batch, kept on resume, and
+fixed when the spec says so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import specnet
+from specnet._train import threads
+from specnet._train.checkpoint import latest_checkpoint, load_state
+from specnet._train.runs import train_run
+
+
+class _Clock:
+    """A clock that a step advances by its thread count's cost."""
+
+    def __init__(self, cost: dict[int, float]) -> None:
+        self.now = 0.0
+        self.cost = cost
+
+    def __call__(self) -> float:
+        return self.now
+
+    def step(self) -> None:
+        self.now += self.cost[torch.get_num_threads()]
+
+
+@pytest.mark.parametrize(
+    ("cost", "chosen"),
+    [
+        ({1: 1.0, 2: 3.0}, 1),  # a busy machine: the second thread waits for a taken core
+        ({1: 1.0, 2: 0.5}, 2),  # an idle machine and a large model
+        ({1: 1.0, 2: 0.95}, 1),  # within 10%: fewer threads suffer less when the load changes
+    ],
+)
+def test_the_fastest_count_is_chosen_and_torch_is_left_as_it_was(
+    cost: dict[int, float], chosen: int
+) -> None:
+    before = torch.get_num_threads()
+    clock = _Clock(cost)
+    got, medians = threads.choose(clock.step, [1, 2], clock=clock)
+    assert got == chosen
+    assert medians == pytest.approx({1: cost[1], 2: cost[2]})
+    assert torch.get_num_threads() == before
+
+
+def test_measuring_stops_after_its_budget() -> None:
+    clock = _Clock({1: 2.0, 2: 2.0})
+    calls = 0
+
+    def step() -> None:
+        nonlocal calls
+        calls += 1
+        clock.step()
+
+    threads.choose(step, [1, 2], clock=clock)
+    assert calls == 2 + 2  # one untimed run each, then one timed round: over budget
+
+
+def test_the_candidates_are_one_a_quarter_a_half_and_all_cores() -> None:
+    assert threads.candidates(1) == [1]
+    assert threads.candidates(2) == [1, 2]
+    assert threads.candidates(16) == [1, 4, 8, 16]
+
+
+SPEC = """\
+input: [16]
+model:
+  type: Sequential
+  layers:
+    - {type: Linear, out_features: 16}
+    - Dropout
+    - {type: Linear, out_features: 4}
+train:
+  data: {type: Synthetic, samples: 64, test_samples: 16, classes: 4}
+  batch_size: 16
+  epochs: 2
+"""
+
+
+def test_auto_is_measured_once_recorded_and_kept_by_a_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(threads, "available_cores", lambda processes_here=1: 2)
+    chosen: list[int] = []
+
+    def choose(step: object, counts: list[int], **kw: object) -> tuple[int, dict[int, float]]:
+        chosen.append(2)
+        return 2, {}
+
+    monkeypatch.setattr(threads, "choose", choose)
+    spec = specnet.load(SPEC)
+    result = train_run(spec, tmp_path / "run", progress=False)
+    assert chosen == [2] and result.record["threads"] == 2
+    found = latest_checkpoint(tmp_path / "run" / "checkpoints")
+    assert found is not None and load_state(found.state)["threads"] == 2
+
+    def refuse(*args: object, **kw: object) -> tuple[int, dict[int, float]]:
+        raise AssertionError("a resumed run keeps its count")
+
+    monkeypatch.setattr(threads, "choose", refuse)
+    longer = specnet.load(SPEC.replace("epochs: 2", "epochs: 3"))
+    trainer = train_run(longer, tmp_path / "run", resume=True, progress=False).trainer
+    assert trainer.state.threads == 2
+
+
+def test_measuring_leaves_the_random_state_and_calls_no_loss_of_the_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(threads, "available_cores", lambda processes_here=1: 2)
+    spec = specnet.load(SPEC)
+    calls = 0
+
+    def loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        nonlocal calls
+        calls += 1
+        return torch.nn.functional.cross_entropy(out, y)
+
+    counts, states = [], []
+    for count in ("auto", 1):
+        torch.manual_seed(0)
+        model = specnet.build(spec)
+        trainer = specnet.Trainer(model, loss=loss, batch_size=16, epochs=1, threads=count)
+        calls = 0
+        x, y = torch.randn(64, 16), torch.randint(0, 4, (64,))
+        trainer.fit(torch.utils.data.TensorDataset(x, y))
+        assert calls == 4  # the four training batches, no more
+        counts.append(trainer.state.threads)
+        states.append(torch.get_rng_state())  # dropout's draws alone
+    assert counts[0] in (1, 2) and counts[1] == 1
+    assert torch.equal(states[0], states[1])
+
+
+def test_a_fixed_count_is_used_while_training_and_restored_after() -> None:
+    before = torch.get_num_threads()
+    model = torch.nn.Linear(4, 2)
+    trainer = specnet.Trainer(model, batch_size=8, threads=1, epochs=1)
+    during: list[int] = []
+    trainer.on("on_epoch_end", lambda t, row: during.append(torch.get_num_threads()))
+    trainer.fit(torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,))))
+    assert during == [1] and torch.get_num_threads() == before
