@@ -19,6 +19,7 @@ Relative paths (``root``, ``path``) are relative to the working directory, as in
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -176,15 +177,20 @@ class _DigitsSplits:
 
 
 def _digits_splits(args: Mapping[str, Any], seed: int) -> _DigitsSplits:
+    return _digits_split(args["test_fraction"], args["val_fraction"], seed)
+
+
+@functools.cache  # a run reads its three splits and the normalisation: one load, one split
+def _digits_split(test_fraction: float, val_fraction: float, seed: int) -> _DigitsSplits:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     n = len(digits.target)
     rest, test = train_test_split(
-        range(n), test_size=args["test_fraction"], random_state=seed, stratify=digits.target
+        range(n), test_size=test_fraction, random_state=seed, stratify=digits.target
     )
-    n_val = round(args["val_fraction"] * n)
+    n_val = round(val_fraction * n)
     val: list[int] = []
     if n_val:
         rest, val = train_test_split(

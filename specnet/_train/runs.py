@@ -28,7 +28,6 @@ import contextlib
 import csv
 import datetime as _dt
 import io
-import math
 import os
 import shutil
 import signal
@@ -65,6 +64,7 @@ from .checkpoint import (
     verified_checkpoint,
     write_failure,
 )
+from .curves import Painter, plot_curves
 from .data import (
     check_fits,
     data_error,
@@ -95,7 +95,6 @@ __all__ = [
     "check_resumable",
     "default_run_dir",
     "epoch_line",
-    "plot_curves",
     "resume_point",
     "summary_line",
     "train_run",
@@ -151,39 +150,16 @@ def write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -
     atomic_write(path, lambda tmp: tmp.write_text(text, "utf-8"))
 
 
-def plot_curves(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
-    """Loss curves (train and validation) and one panel per validation metric, per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    metrics = [k for k in _columns(history) if k.startswith("val_") and k != "val_loss"]
-    fig = Figure(figsize=(5 * (1 + len(metrics)), 3.6), layout="constrained")
-    axes = fig.subplots(1, 1 + len(metrics), squeeze=False)[0]
-    epochs = [r["epoch"] for r in history]
-    for key in ("train_loss", "val_loss"):
-        values = [r.get(key, math.nan) for r in history]
-        if any(math.isfinite(v) for v in values):
-            axes[0].plot(epochs, values, marker="o", label=key.replace("_", " "))
-    axes[0].set(title="loss", xlabel="epoch")
-    axes[0].legend()
-    for ax, key in zip(axes[1:], metrics, strict=True):
-        ax.plot(epochs, [r.get(key, math.nan) for r in history], marker="o")
-        ax.set(title=key.replace("_", " "), xlabel="epoch")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-
-
 STEP_FIELDS = ("epoch", "step", "train_loss", "lr")
 
 
 class RunLog(Callback):
     """Keeps ``metrics.csv``, ``steps.csv`` and ``curves.png`` of a run folder current."""
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    def __init__(self, folder: str | os.PathLike[str], painter: Painter | None = None) -> None:
         self.folder = Path(folder)
+        self.painter = painter
+        """Draws curves.png (see :mod:`~specnet._train.curves`); None: in this process."""
         self._steps: io.TextIOWrapper | None = None
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -193,7 +169,7 @@ class RunLog(Callback):
         path = self.folder / "steps.csv"
         text = _csv_text(trainer.log, STEP_FIELDS)
         atomic_write(path, lambda tmp: tmp.write_text(text, "utf-8"))
-        self.close()
+        self._close_steps()
         self._steps = open(path, "a", encoding="utf-8", newline="")  # noqa: SIM115 - kept open
 
     def on_log(self, trainer: Trainer, row: dict[str, Any]) -> None:
@@ -209,11 +185,24 @@ class RunLog(Callback):
 
     def finish(self, trainer: Trainer) -> None:
         """Close the step log and draw the curves (also after training stopped early)."""
-        self.close()
-        if trainer.history:
+        self._close_steps()
+        painter, self.painter = self.painter, None
+        if not trainer.history:
+            if painter is not None:
+                painter.close()
+        elif painter is not None:
+            painter.draw(trainer.history, self.folder / "curves.png")
+        else:
             plot_curves(trainer.history, self.folder / "curves.png")
 
     def close(self) -> None:
+        """Close the step log, and stop the painter if the curves were not drawn."""
+        self._close_steps()
+        if self.painter is not None:
+            self.painter.close()
+            self.painter = None
+
+    def _close_steps(self) -> None:
         if self._steps is not None:
             self._steps.close()
             self._steps = None
@@ -597,7 +586,13 @@ def train_run(
             folder = strategy.broadcast(name)
         assert folder is not None
         given = {"checkpoint_every": checkpoint_every, "keep": keep, "log_every": log_every}
-        return _run(spec, Path(folder), strategy, resume, given, progress, command)
+        # Imports matplotlib while this process starts; stopped if the curves are never due.
+        painter = Painter() if strategy.is_main else None
+        try:
+            return _run(painter, spec, Path(folder), strategy, resume, given, progress, command)
+        finally:
+            if painter is not None:
+                painter.close()
 
 
 def _reporter(strategy: Strategy) -> Callable[[str], None] | None:
@@ -633,6 +628,7 @@ def _start_folder(out: Path, spec: Spec, command: str) -> None:
 
 
 def _run(
+    painter: Painter | None,
     spec: Spec,
     out: Path,
     strategy: Strategy,
@@ -670,7 +666,7 @@ def _run(
     )
     # In several processes, rank 0 alone shows progress and writes the run folder.
     bar = Progress(enabled=progress and main)
-    run_log = RunLog(out)
+    run_log = RunLog(out, painter)
     record = start_record(
         command=command,
         spec_file=spec.source.file,
