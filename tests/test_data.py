@@ -156,7 +156,7 @@ def test_missing_files_without_download_is_a_located_error(tmp_path: Path) -> No
 
 def test_digits_is_split_by_seed_and_normalised() -> None:
     spec = TensorSpec(shape=(1, 8, 8))
-    c = Component(type="Digits", args={"test_fraction": 0.25})
+    c = Component(type="Digits", args={"test_fraction": 0.25, "val_fraction": 0.1})
     train = load_dataset(c, "train", input=spec, seed=1)
     test = load_dataset(c, "test", input=spec, seed=1)
     assert isinstance(train, torch.utils.data.TensorDataset)

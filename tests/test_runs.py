@@ -181,13 +181,17 @@ def test_a_monitor_of_a_split_the_run_does_not_evaluate_is_a_located_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = tmp_path / "s.yaml"
-    spec.write_text(
-        DIGITS.replace("val_fraction: 0.1", "val_fraction: 0.0") + "  monitor: val_loss\n", "utf-8"
-    )
-    assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 1
+    spec.write_text(DIGITS.replace("val_fraction: 0.1", "val_fraction: 0.0"), "utf-8")
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(out), "--no-progress"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    spec.write_text(spec.read_text() + "  monitor: val_loss\n", "utf-8")
+    assert main(["train", str(spec), "--out", str(out), "--no-progress", "--overwrite"]) == 1
     err = capsys.readouterr().err
     assert "s.yaml:" in err and "train.monitor:" in err and "evaluates the test split" in err
     assert "Traceback" not in err
+    # refused before the folder was touched: the earlier run is still whole
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_an_unknown_monitor_column_is_a_validation_error() -> None:
@@ -372,3 +376,31 @@ def test_a_run_imports_only_what_its_data_set_needs_before_training(
     seen = json.loads(done.stdout.strip().splitlines()[-1])
     assert {name for name, present in seen.items() if present} == imported
     assert (tmp_path / "run" / "curves.png").is_file()  # matplotlib came at the end
+
+
+@pytest.mark.parametrize(
+    ("fractions", "key"),
+    [
+        ("test_fraction: 0.2, val_fraction: 0.001", "val_fraction"),
+        ("test_fraction: 0.002", "test_fraction"),
+    ],
+)
+def test_digits_fractions_too_small_to_split_are_a_located_error(
+    tmp_path: Path, fractions: str, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(DIGITS.replace("test_fraction: 0.2, val_fraction: 0.1", fractions), "utf-8")
+    assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"train.data.{key}:" in err and "fewer than one per class" in err
+    assert "Traceback" not in err
+
+
+def test_the_default_digits_split_is_the_one_of_earlier_versions() -> None:
+    # A v1 spec means what it meant: no validation split unless asked for, the same test split.
+    spec = specnet.load(DIGITS.replace(", val_fraction: 0.1", ""))
+    assert spec.train is not None and spec.train.data is not None
+    args = {"input": spec.inputs["input"]}
+    assert load_dataset(spec.train.data, "val", **args) is None
+    train = load_dataset(spec.train.data, "train", **args)
+    assert train is not None and len(train) == 1437  # type: ignore[arg-type]

@@ -88,7 +88,7 @@ def test_train_writes_a_run_folder_with_overrides(
     assert resolved["train"]["loss"] == {"type": "CrossEntropyLoss", "label_smoothing": 0.1}
     assert "--set train.epochs=1" in (out / "spec.yaml").read_text().splitlines()[1]
     rows = _rows(out / "metrics.csv")
-    assert [r["epoch"] for r in rows] == ["1"] and rows[0]["step"] == "40"
+    assert [r["epoch"] for r in rows] == ["1"] and rows[0]["step"] == "45"
     assert rows[0]["lr"] == "0.001"
     assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
     weights = load_file(out / "model.safetensors")
@@ -97,18 +97,18 @@ def test_train_writes_a_run_folder_with_overrides(
     capsys.readouterr()
     assert main([*args, "--set", "train.epochs=2"]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"specnet train: {out} holds a run (a checkpoint at step 40): --resume {out} "
+        f"specnet train: {out} holds a run (a checkpoint at step 45): --resume {out} "
         "continues it, --overwrite starts over in it"
     )
     assert main([*args, "--set", "train.epochs=2", "--overwrite"]) == 0
     assert len(_rows(out / "metrics.csv")) == 2
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == [
-        "step-000040.json",
-        "step-000040.pt",
-        "step-000040.safetensors",
-        "step-000080.json",
-        "step-000080.pt",
-        "step-000080.safetensors",
+        "step-000045.json",
+        "step-000045.pt",
+        "step-000045.safetensors",
+        "step-000090.json",
+        "step-000090.pt",
+        "step-000090.safetensors",
     ]
     capsys.readouterr()
 

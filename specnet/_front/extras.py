@@ -32,6 +32,7 @@ __all__ = [
     "DATA_SETS",
     "PACKAGES",
     "TORCH_INSTALL",
+    "WEIGHTS_FILES",
     "WEIGHTS_NAME",
     "Need",
     "Package",
@@ -40,6 +41,7 @@ __all__ = [
     "evaluate_needs",
     "export_needs",
     "install_line",
+    "is_weights_name",
     "missing",
     "predict_needs",
     "require",
@@ -77,6 +79,15 @@ PACKAGES: dict[str, Package] = {
 WEIGHTS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_Weights\.[A-Za-z][A-Za-z0-9_]*$")
 """A torchvision weights enum entry, ``<Model>_Weights.<NAME>`` (``train.init_from``)."""
 
+WEIGHTS_FILES = (".safetensors", ".pt", ".pth", ".bin")
+"""The suffixes of weights files ``train.init_from`` reads."""
+
+
+def is_weights_name(init_from: str) -> bool:
+    """Whether ``train.init_from`` names torchvision weights rather than a file."""
+    return bool(WEIGHTS_NAME.match(init_from)) and not init_from.endswith(WEIGHTS_FILES)
+
+
 DATA_SETS: dict[str, str | None] = {"Digits": "sklearn", "Synthetic": None, "TensorFile": None}
 """The package each data set that specnet loads itself needs beyond torch (as the loaders of
 specnet._train.data import them); torchvision loads every other data set."""
@@ -113,7 +124,7 @@ def train_needs(train: TrainSpec | None, *, progress: bool) -> list[Need]:
         needs.append(Need("tqdm", "the progress bar"))
     if train is not None and "tensorboard" in train.loggers:
         needs.append(Need("tensorboard", "the tensorboard logger"))
-    if train is not None and train.init_from is not None and WEIGHTS_NAME.match(train.init_from):
+    if train is not None and train.init_from is not None and is_weights_name(train.init_from):
         needs.append(Need("torchvision", f"the weights {train.init_from}"))
     return needs
 

@@ -208,7 +208,7 @@ class TrainSpec(BaseModel):
     compile: bool = Field(False, description="Run the model through torch.compile.")
     threads: Annotated[int, Ge(1)] | Literal["auto"] = Field(
         "auto",
-        description="CPU threads per process for training on the CPU: auto measures the first batch with one thread and with the cores this process may use, and keeps the faster (fewer threads when within 10%); a resumed run keeps the count it started with. A number fixes it (runs are bit-for-bit repeatable only with the same count).",
+        description="CPU threads per process for training on the CPU: auto times the first batch's step with 1 thread, a quarter, a half and all of the cores this process may use, and keeps the fastest (the fewest within 10%); a resumed run keeps the count it started with. A number fixes it (runs are bit-for-bit repeatable only with the same count).",
     )
     monitor: str | None = Field(
         None,
@@ -446,8 +446,8 @@ def datasets() -> Registry:
                 Param(
                     "val_fraction",
                     "float",
-                    "Share of the samples held out from training as the validation split (0: none).",
-                    0.1,
+                    "Share of the samples held out from training as the validation split (0: none, the test split is evaluated each epoch, as in earlier versions).",
+                    0.0,
                     Range(0, 1, high_open=True),
                 ),
             ),

@@ -160,6 +160,8 @@ def _vision(r: _Request) -> Dataset[Any] | None:
     return ds
 
 
+_DIGITS_SAMPLES, _DIGITS_CLASSES = 1797, 10
+"""scikit-learn's digits: images and classes."""
 _DIGITS_INPUT = "scikit-learn's pixel values (load_digits().images), 0 to 16, as [1, 8, 8] floats"
 
 
@@ -216,6 +218,16 @@ def _digits_args(r: _Request) -> dict[str, Any]:
             f"{test} + val_fraction {val} must be below 0.95",
             "val_fraction",
         )
+    # A stratified split needs a sample of each of the 10 classes.
+    for key, share in (("test_fraction", test), ("val_fraction", val)):
+        if share and round(share * _DIGITS_SAMPLES) < _DIGITS_CLASSES:
+            raise r.error(
+                f"{key} {share} holds out {round(share * _DIGITS_SAMPLES)} of the "
+                f"{_DIGITS_SAMPLES} images, fewer than one per class (10): use at least "
+                f"{_DIGITS_CLASSES / _DIGITS_SAMPLES:.4f}"
+                + (" or 0" if key == "val_fraction" else ""),
+                key,
+            )
     return r.args
 
 

@@ -45,10 +45,10 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from specnet._build.compiler import build_module
-from specnet._front.errors import SpecnetError, UsageError
+from specnet._front.errors import SpecnetError, SpecValidationError, UsageError
 from specnet._front.extras import require, train_needs
 from specnet._front.spec import Spec
-from specnet._front.trainspec import TrainSpec, monitor_mode
+from specnet._front.trainspec import TrainSpec, monitor_mode, monitor_problem
 
 from .callbacks import BestWeights, TensorBoardLog
 from .checkpoint import (
@@ -64,7 +64,7 @@ from .checkpoint import (
     verified_checkpoint,
     write_failure,
 )
-from .curves import Painter, plot_curves
+from .curves import Painter, _columns, plot_curves
 from .data import (
     check_fits,
     data_error,
@@ -119,13 +119,6 @@ def write_spec(path: str | os.PathLike[str], data: Mapping[str, Any], header: st
     text = "".join(f"# {line}\n" for line in header.splitlines())
     text += yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True, width=100)
     atomic_write(path, lambda tmp: tmp.write_text(text, "utf-8"))
-
-
-def _columns(rows: Sequence[Mapping[str, Any]]) -> list[str]:
-    cols: list[str] = []
-    for row in rows:
-        cols.extend(k for k in row if k not in cols)
-    return cols
 
 
 def _csv_text(
@@ -656,6 +649,18 @@ def _run(
     strategy.agree(lambda: check_folder(out, need=need) if main else None)
     splits = strategy.in_turn(lambda: _data_for(spec, model))
     evaluated = splits.evaluated
+    problem = monitor_problem(t, (evaluated[0],) if evaluated is not None else ())
+    if problem is not None:  # before the folder is touched
+        evaluates = f"the {evaluated[0]} split" if evaluated is not None else "no split"
+        raise SpecValidationError(
+            [
+                spec.source.error(
+                    ("train", "monitor"),
+                    f"{problem} (this run evaluates {evaluates})",
+                    kind="value",
+                )
+            ]
+        )
     digest = model_hash(spec.data)
     checkpointer = Checkpointer(
         out / "checkpoints",
@@ -677,8 +682,9 @@ def _run(
     )
     record["evaluated"] = evaluated[0] if evaluated is not None else None
     writers: list[object] = [bar, run_log, _Record(out, record)]
-    if "tensorboard" in t.loggers:
-        writers.append(TensorBoardLog(out / TENSORBOARD))
+    board = TensorBoardLog(out / TENSORBOARD) if "tensorboard" in t.loggers else None
+    if board is not None:
+        writers.append(board)
     if evaluated is not None:  # before the checkpointer: a state never names a best not saved
         writers.append(BestWeights(out / "best.safetensors", digest))
     # SIGTERM in one process: a checkpoint and a message. Under torchrun the launcher stops
@@ -723,6 +729,8 @@ def _run(
             stop.uninstall()
         bar.close()
         run_log.close()
+        if board is not None:
+            board.close()
     if main:
         _writing(out, lambda: save_weights(out / "model.safetensors", model, digest))
     final = trainer.history[-1] if trainer.history else {}

@@ -162,6 +162,8 @@ class TrainerState:
         for f in dataclasses.fields(self):
             if f.name in state:
                 setattr(self, f.name, copy.deepcopy(state[f.name]))
+            elif f.name == "threads":  # a run from before the count was chosen: torch's
+                self.threads = torch.get_num_threads()
             else:  # a state saved before the field existed
                 default = f.default_factory() if callable(f.default_factory) else f.default
                 setattr(self, f.name, default)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from specnet._front.errors import SpecValidationError
-from specnet._front.extras import WEIGHTS_NAME
+from specnet._front.extras import is_weights_name
 from specnet._front.spec import Spec
 
 __all__ = ["load_initial_weights", "read_state_dict"]
@@ -52,12 +52,12 @@ def _torchvision_weights(name: str, spec: Spec) -> Mapping[str, Any]:
         state: Mapping[str, Any] = weights.get_state_dict(
             progress=False, check_hash=True, weights_only=True, map_location="cpu"
         )
-    except OSError as exc:  # no network: urllib's URLError is an OSError
+    except Exception as exc:  # no network (URLError), a bad hash, a damaged cached file
         cache = Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
         raise _error(
             spec,
-            f"init_from: cannot download {name} from {weights.url} ({exc}); on a machine "
-            f"without network, put the file at {cache}",
+            f"init_from: cannot read {name} ({type(exc).__name__}: {exc}); it is downloaded "
+            f"from {weights.url} to {cache}: without network, put the file there",
         ) from None
     return state
 
@@ -90,7 +90,7 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
 
 def load_initial_weights(model: nn.Module, init_from: str, spec: Spec) -> None:
     """Load ``init_from`` into ``model`` (every key and shape must match)."""
-    if WEIGHTS_NAME.match(init_from) and not init_from.endswith((".pt", ".pth", ".bin")):
+    if is_weights_name(init_from):
         state = _torchvision_weights(init_from, spec)
     else:
         path = Path(os.path.expanduser(init_from))
