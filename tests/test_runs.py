@@ -404,3 +404,24 @@ def test_the_default_digits_split_is_the_one_of_earlier_versions() -> None:
     assert load_dataset(spec.train.data, "val", **args) is None
     train = load_dataset(spec.train.data, "train", **args)
     assert train is not None and len(train) == 1437  # type: ignore[arg-type]
+
+
+def test_a_resume_keeps_the_runs_start_and_its_monitor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(DIGITS.replace("epochs: 4", "epochs: 2"), "utf-8")
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(out), "--no-progress"]) == 0
+    first = json.loads((out / "run.json").read_text())
+    more = ["--set", "train.epochs=3"]
+    args = ["train", "--resume", str(out), "--no-progress"]
+    # another monitor would compare an accuracy with a loss: refused, located
+    assert main([*args, *more, "--set", "train.monitor=val_accuracy"]) == 1
+    err = capsys.readouterr().err
+    assert "train.monitor:" in err and "monitors val_loss, not val_accuracy" in err
+    assert main([*args, *more]) == 0
+    record = json.loads((out / "run.json").read_text())
+    assert record["command"] == first["command"] and record["started"] == first["started"]
+    assert len(record["resumed"]) == 1 and "--resume" in record["resumed"][0]["command"]
+    assert record["epochs"] == 3

@@ -261,7 +261,7 @@ def test_a_checkpoint_in_the_first_layout_resumes_to_the_same_weights(tmp_path: 
     assert found is not None
     state = load_state(found.state)
     # The fields added since (thread count, best epoch, early stopping) take their defaults.
-    later = ("threads", "best", "best_epoch", "stopped_early")
+    later = ("threads", "monitor", "best", "best_epoch", "stopped_early")
     old = {k: v for k, v in state.items() if k not in (*_LAYOUT_2_ONLY, *later)}
     old["sums"] = [state[k] for k in _LAYOUT_2_ONLY[:4]]
     old["rng"], old["rng_per_rank"] = state["rng_per_rank"][0], []

@@ -37,7 +37,9 @@ __all__ = [
     "TrainSpec",
     "check_train",
     "datasets",
+    "default_monitor",
     "monitor_columns",
+    "monitor_mismatch",
     "monitor_mode",
     "monitor_problem",
     "setting_problem",
@@ -590,6 +592,22 @@ def monitor_problem(train: TrainSpec, splits: tuple[str, ...] = ("val", "test"))
         return None
     return f"monitor '{train.monitor}' is not a column of metrics.csv" + (
         did_you_mean(train.monitor, columns) or f"; choose from {', '.join(columns)}"
+    )
+
+
+def default_monitor(train: TrainSpec, split: str | None) -> str:
+    """``train.monitor``, or the loss of ``split`` (the split evaluated each epoch; None: the
+    training loss)."""
+    return train.monitor or (f"{split}_loss" if split is not None else "train_loss")
+
+
+def monitor_mismatch(saved: str | None, monitor: str) -> str | None:
+    """Why a run that monitored ``saved`` cannot resume monitoring ``monitor``."""
+    if saved is None or saved == monitor:
+        return None
+    return (
+        f"the run being resumed monitors {saved}, not {monitor}: its best epoch and early "
+        f"stopping count in {saved} (set monitor: {saved}, or start a new run)"
     )
 
 

@@ -45,7 +45,7 @@ from torch import nn
 
 from .distributed import world_size_mismatch
 from .errors import CheckpointError, RunFolderError
-from .files import atomic_write, atomic_write_bytes, write_failure
+from .files import atomic_write_bytes, write_failure
 from .trainer import Callback
 
 if TYPE_CHECKING:
@@ -55,8 +55,6 @@ __all__ = [
     "FORMAT",
     "Checkpoint",
     "Checkpointer",
-    "atomic_write",
-    "atomic_write_bytes",
     "check_checkpoint",
     "check_world_size",
     "clear_checkpoints",

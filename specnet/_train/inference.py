@@ -16,9 +16,10 @@ from specnet._front.errors import UsageError
 from specnet._front.extras import evaluate_needs, predict_needs, require, weights_needs
 from specnet._front.spec import Spec
 
-from .checkpoint import atomic_write, find_checkpoint, load_weights, model_hash
+from .checkpoint import find_checkpoint, load_weights, model_hash
 from .data import Split, check_fits, load_dataset, preprocessing, single_input
 from .errors import RunFolderError
+from .files import atomic_write
 from .preprocess import Preprocess, Preprocessed
 from .record import read_record
 from .trainer import Trainer, resolve_device

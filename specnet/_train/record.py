@@ -30,8 +30,8 @@ import torch
 
 from specnet._front.version import installed_version
 
-from .checkpoint import atomic_write_bytes
 from .errors import RunFolderError
+from .files import atomic_write_bytes
 from .preprocess import Preprocess
 
 __all__ = ["RUN_RECORD", "git_state", "read_record", "start_record", "write_record"]
@@ -55,7 +55,16 @@ def git_state(path: str | os.PathLike[str] | None) -> dict[str, Any] | None:
         if commit.returncode != 0:
             return None
         status = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            # --no-optional-locks: reading the state never rewrites the user's index
+            [
+                "git",
+                "--no-optional-locks",
+                "-C",
+                str(folder),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+            ],
             capture_output=True,
             text=True,
             timeout=10,

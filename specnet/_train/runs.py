@@ -48,13 +48,18 @@ from specnet._build.compiler import build_module
 from specnet._front.errors import SpecnetError, SpecValidationError, UsageError
 from specnet._front.extras import require, train_needs
 from specnet._front.spec import Spec
-from specnet._front.trainspec import TrainSpec, monitor_mode, monitor_problem
+from specnet._front.trainspec import (
+    TrainSpec,
+    default_monitor,
+    monitor_mismatch,
+    monitor_mode,
+    monitor_problem,
+)
 
 from .callbacks import BestWeights, TensorBoardLog
 from .checkpoint import (
     Checkpoint,
     Checkpointer,
-    atomic_write,
     check_world_size,
     clear_checkpoints,
     load_options,
@@ -62,7 +67,6 @@ from .checkpoint import (
     model_hash,
     save_weights,
     verified_checkpoint,
-    write_failure,
 )
 from .curves import Painter, _columns, plot_curves
 from .data import (
@@ -83,7 +87,8 @@ from .errors import (
     RunFolderError,
     TrainingError,
 )
-from .record import RUN_RECORD, start_record, write_record
+from .files import atomic_write, write_failure
+from .record import RUN_RECORD, read_record, start_record, write_record
 from .trainer import Callback, Trainer, resolve_device, seed_everything
 from .weights import load_initial_weights
 
@@ -455,6 +460,10 @@ def check_folder(out: Path, *, need: int = 0) -> None:
         )
 
 
+_RESUME_KEYS = ("command", "started", "git", "specnet", "torch")
+"""What run.json keeps of the run's start when it resumes (each resume is listed apart)."""
+
+
 class _Record(Callback):
     """Writes ``run.json`` when training starts (the thread count is chosen by then)."""
 
@@ -681,6 +690,10 @@ def _run(
         preprocess=preprocessing(t.data, t.seed),
     )
     record["evaluated"] = evaluated[0] if evaluated is not None else None
+    earlier = read_record(out) if point is not None else None
+    if earlier is not None:  # a resume: the run's start, and each resume after it
+        resumed = [*earlier.get("resumed", []), {k: record[k] for k in _RESUME_KEYS}]
+        record.update({k: earlier.get(k, record[k]) for k in _RESUME_KEYS}, resumed=resumed)
     writers: list[object] = [bar, run_log, _Record(out, record)]
     board = TensorBoardLog(out / TENSORBOARD) if "tensorboard" in t.loggers else None
     if board is not None:
@@ -703,6 +716,12 @@ def _run(
     try:
         if point is not None:
             checkpointer.resume(trainer, point)
+            split = evaluated[0] if evaluated is not None else None
+            mismatch = monitor_mismatch(trainer.state.monitor, default_monitor(t, split))
+            if mismatch is not None:  # before spec.yaml is rewritten
+                raise SpecValidationError(
+                    [spec.source.error(("train", "monitor"), mismatch, kind="value")]
+                )
         elif main:
             _writing(out, lambda: _clear(out))
         if main:

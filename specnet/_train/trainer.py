@@ -54,6 +54,8 @@ from specnet._front.trainspec import (
     METRICS,
     Component,
     TrainSpec,
+    default_monitor,
+    monitor_mismatch,
     monitor_mode,
     monitor_problem,
     setting_problem,
@@ -146,6 +148,8 @@ class TrainerState:
     threads: int | None = None
     """The CPU threads training uses (chosen once, when training starts: see
     :mod:`~specnet._train.threads`); None until then, or when not training on the CPU."""
+    monitor: str | None = None
+    """The column whose best value :attr:`best` is (a resumed run must monitor the same)."""
     best: float | None = None
     """The monitored metric's best value so far (``settings.monitor``)..."""
     best_epoch: int = 0
@@ -739,6 +743,9 @@ class Trainer:
         if val_data is not None:
             self._check_targets(val_data, self._val_name)
         splits = (self._val_name,) if val_data is not None else ()
+        mismatch = monitor_mismatch(self.state.monitor, self.monitor)
+        if mismatch is not None:
+            raise self._error("monitor", mismatch)
         problem = monitor_problem(self.settings, splits)
         if problem is not None:
             evaluated = f"evaluates the {self._val_name} split" if splits else "evaluates no split"
@@ -943,9 +950,7 @@ class Trainer:
         if val_data is not None:
             self._check_data(val_data, "the validation data")
         self._val_name = val_name
-        self.monitor = self.settings.monitor or (
-            f"{val_name}_loss" if val_data is not None else "train_loss"
-        )
+        self.monitor = default_monitor(self.settings, val_name if val_data is not None else None)
         if not self._started:
             # Every process seeds with seed + rank: the same model and data order (these
             # come from the seed alone), their own dropout masks.
@@ -1108,6 +1113,7 @@ class Trainer:
         value = row.get(self.monitor)
         if not isinstance(value, float) or not math.isfinite(value):
             return
+        st.monitor = self.monitor
         mode = monitor_mode(s, self.monitor)
         if (
             st.best is None
