@@ -42,6 +42,7 @@ __all__ = [
     "monitor_mismatch",
     "monitor_mode",
     "monitor_problem",
+    "monitor_refused",
     "setting_problem",
     "transforms",
     "unknown_metric",
@@ -609,6 +610,15 @@ def monitor_mismatch(saved: str | None, monitor: str) -> str | None:
         f"the run being resumed monitors {saved}, not {monitor}: its best epoch and early "
         f"stopping count in {saved} (set monitor: {saved}, or start a new run)"
     )
+
+
+def monitor_refused(train: TrainSpec, split: str | None) -> str | None:
+    """Why ``train.monitor`` names no column of a run that evaluates ``split`` each epoch
+    (None: no split), or None when it names one."""
+    problem = monitor_problem(train, (split,) if split is not None else ())
+    if problem is None:
+        return None
+    return f"{problem} (this run evaluates {f'the {split} split' if split else 'no split'})"
 
 
 def monitor_mode(train: TrainSpec, monitor: str) -> Literal["min", "max"]:

@@ -53,7 +53,7 @@ from specnet._front.trainspec import (
     default_monitor,
     monitor_mismatch,
     monitor_mode,
-    monitor_problem,
+    monitor_refused,
 )
 
 from .callbacks import BestWeights, TensorBoardLog
@@ -658,18 +658,9 @@ def _run(
     strategy.agree(lambda: check_folder(out, need=need) if main else None)
     splits = strategy.in_turn(lambda: _data_for(spec, model))
     evaluated = splits.evaluated
-    problem = monitor_problem(t, (evaluated[0],) if evaluated is not None else ())
+    problem = monitor_refused(t, evaluated[0] if evaluated is not None else None)
     if problem is not None:  # before the folder is touched
-        evaluates = f"the {evaluated[0]} split" if evaluated is not None else "no split"
-        raise SpecValidationError(
-            [
-                spec.source.error(
-                    ("train", "monitor"),
-                    f"{problem} (this run evaluates {evaluates})",
-                    kind="value",
-                )
-            ]
-        )
+        raise SpecValidationError([spec.source.error(("train", "monitor"), problem, kind="value")])
     digest = model_hash(spec.data)
     checkpointer = Checkpointer(
         out / "checkpoints",

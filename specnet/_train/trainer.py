@@ -57,7 +57,7 @@ from specnet._front.trainspec import (
     default_monitor,
     monitor_mismatch,
     monitor_mode,
-    monitor_problem,
+    monitor_refused,
     setting_problem,
 )
 
@@ -742,14 +742,12 @@ class Trainer:
         self._check_targets(train_data, "train")
         if val_data is not None:
             self._check_targets(val_data, self._val_name)
-        splits = (self._val_name,) if val_data is not None else ()
         mismatch = monitor_mismatch(self.state.monitor, self.monitor)
         if mismatch is not None:
             raise self._error("monitor", mismatch)
-        problem = monitor_problem(self.settings, splits)
+        problem = monitor_refused(self.settings, self._val_name if val_data is not None else None)
         if problem is not None:
-            evaluated = f"evaluates the {self._val_name} split" if splits else "evaluates no split"
-            raise self._error("monitor", f"{problem} (this run {evaluated})")
+            raise self._error("monitor", problem)
         self._rehearse(steps)
 
     def _check_targets(self, data: DataLike, split: str) -> None:
