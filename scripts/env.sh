@@ -23,7 +23,7 @@ if [ ! -f "$venv/.deps-ok" ]; then
         > >(tee "$log" | grep --line-buffered -E \
             '^(Collecting|  Downloading|  Using cached|Installing|Successfully|ERROR)' \
             | sed -u 's/^ */specnet: pip: /' >&2) 2>&1 || status=$?
-    wait $! 2>/dev/null || true  # the filter's last lines
+    wait ${!-} 2>/dev/null || true  # the filter's last lines (${!-}: unset under set -u in bash 5.2)
     if [ "$status" != 0 ]; then
         grep -v "^WARNING: Location" "$log" | tail -30 >&2
         echo "specnet: installing the environment failed (log: $log)" >&2

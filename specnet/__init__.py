@@ -17,18 +17,17 @@ from specnet._front.errors import (
     SpecValidationError,
     SpecWarning,
 )
-from specnet._front.registry import list_layers
-from specnet._front.schema import schema_path
-from specnet._front.spec import Spec, TensorSpec
-from specnet._front.trainspec import TrainSpec
 from specnet._front.version import installed_version as _installed_version
-from specnet._import.problems import Problem, SpecImportError
-
-from ._api import build, load, summary, validate
 
 if _typing.TYPE_CHECKING:
+    from specnet._api import build, load, summary, validate
     from specnet._build.register import register
+    from specnet._front.registry import list_layers
+    from specnet._front.schema import schema_path
+    from specnet._front.spec import Spec, TensorSpec
+    from specnet._front.trainspec import TrainSpec
     from specnet._import.api import from_module
+    from specnet._import.problems import Problem, SpecImportError
     from specnet._train.inference import load_run
     from specnet._train.trainer import Callback, Trainer
 
@@ -63,6 +62,22 @@ __all__ = [
     "validate",
 ]
 
+# Imported when first used, so that `import specnet` costs little (a process that needs one
+# module of the package, such as the run's curves painter, does not pay for the rest).
+_FRONT = {
+    "build": "._api",
+    "load": "._api",
+    "summary": "._api",
+    "validate": "._api",
+    "list_layers": "._front.registry",
+    "schema_path": "._front.schema",
+    "Spec": "._front.spec",
+    "TensorSpec": "._front.spec",
+    "TrainSpec": "._front.trainspec",
+    "Problem": "._import.problems",
+    "SpecImportError": "._import.problems",
+}
+
 # These names import torch; `import specnet` (and `specnet validate`) does not.
 _LAZY = {
     "Callback": "._train.trainer",
@@ -74,6 +89,12 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> _typing.Any:
+    if name in _FRONT:
+        from importlib import import_module
+
+        value = getattr(import_module(_FRONT[name], __name__), name)
+        globals()[name] = value
+        return value
     if name in _LAZY:
         from importlib import import_module
 
@@ -88,4 +109,4 @@ def __getattr__(name: str) -> _typing.Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_FRONT) | set(_LAZY))

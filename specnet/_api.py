@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from specnet._front.check import check_document, choose_variant
 from specnet._front.extras import require_torch
-from specnet._front.overrides import Override, apply_overrides
 from specnet._front.source import Document, read_document
 from specnet._front.spec import Spec
 from specnet._front.validate import validate_document
-from specnet._front.validate.blocks import PARAM_TYPES
 
 __all__ = ["SpecSource", "build", "load", "summary", "validate"]
 
@@ -43,14 +40,7 @@ def _document(source: SpecSource, variant: str | None) -> Document:
         doc = Document(source.data, source.source)
     else:
         doc = read_document(source)
-    return doc if variant is None else _choose(doc, variant)
-
-
-def _choose(doc: Document, variant: str) -> Document:
-    """A copy of ``doc`` with ``variant`` chosen."""
-    chosen = Document(copy.deepcopy(doc.data), doc.source, list(doc.errors))
-    apply_overrides(chosen.data, [Override(("variant",), variant, f"variant={variant}")])
-    return chosen
+    return doc if variant is None else choose_variant(doc, variant)
 
 
 def check(source: SpecSource, *, build: bool = False, variant: str | None = None) -> Spec:
@@ -61,44 +51,7 @@ def check(source: SpecSource, *, build: bool = False, variant: str | None = None
     A spec with ``variants:`` and none chosen (by ``variant`` or its ``variant:`` key) is
     checked in every variant; the errors of each say which.
     """
-    from specnet._front.errors import ErrorItem, SpecError, SpecValidationError
-
-    doc = _document(source, variant)
-    data = doc.data if isinstance(doc.data, dict) else {}
-    variants = data.get("variants")
-    if data.get("variant") is not None or not isinstance(variants, dict) or not variants:
-        spec = validate_document(doc)
-        _check_one(spec, build)
-        return spec
-    # Every variant, and the defaults too where every parameter has one (what build() without
-    # a variant builds). An error common to several is reported once, naming them.
-    params = data.get("params")
-    defaults = isinstance(params, dict) and not any(
-        isinstance(v, str) and v in PARAM_TYPES for v in params.values()
-    )
-    found: dict[tuple[object, str], tuple[ErrorItem, list[str]]] = {}
-    checked: list[Spec] = []
-    names: list[str | None] = ([None] if defaults else []) + [str(v) for v in variants]
-    for name in names:
-        try:
-            one = validate_document(doc if name is None else _choose(doc, name))
-            _check_one(one, build)
-            checked.append(one)
-        except SpecError as exc:
-            for e in exc.errors:
-                found.setdefault((e.path, e.msg), (e, []))[1].append(
-                    "the defaults (no variant)" if name is None else f"variant '{name}'"
-                )
-    if found:
-        raise SpecValidationError(
-            [
-                dataclasses.replace(e, notes=(*e.notes, "in " + ", ".join(where)))
-                if len(where) < len(names)
-                else e  # the same in every one
-                for e, where in found.values()
-            ]
-        )
-    return checked[0]
+    return check_document(_document(source, variant), lambda spec: _check_one(spec, build))
 
 
 def _check_one(spec: Spec, build: bool) -> None:

@@ -67,7 +67,7 @@ class LspClient:
         command: Sequence[str],
         *,
         root: Path,
-        settings: JsonObject,
+        settings: JsonObject | None,
         timeout: float = DEFAULT_TIMEOUT,
         language_id: str = "yaml",
     ) -> None:
@@ -144,6 +144,8 @@ class LspClient:
         )
         self.server_info = dict(result.get("serverInfo") or {}) if isinstance(result, dict) else {}
         self.notify("initialized", {})
+        if self.settings is None:  # a server without settings (specnet lsp)
+            return
         self.notify("workspace/didChangeConfiguration", {"settings": self.settings})
         # yaml-language-server pulls the settings with workspace/configuration when told they
         # changed; the reader thread answers. A round trip sent after that answer makes sure
@@ -249,6 +251,60 @@ class LspClient:
         finally:
             self._close_document(uri)
         return str((result or {}).get("contents", {}).get("value", ""))
+
+    @property
+    def pid(self) -> int:
+        """The server's process id."""
+        return self._running().pid
+
+    # -- documents kept open ------------------------------------------------------------
+
+    def open_document(self, text: str, *, path: Path | None = None) -> str:
+        """Open ``text`` (version 1) and return its URI; it stays open until closed."""
+        uri = self._fresh_uri(path)
+        self._open(uri, text)
+        return uri
+
+    def change_document(self, uri: str, text: str, version: int) -> None:
+        """Replace the whole text of an open document."""
+        self.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": uri, "version": version},
+                "contentChanges": [{"text": text}],
+            },
+        )
+
+    def close_document(self, uri: str) -> None:
+        self._close_document(uri)
+
+    def published(self, uri: str, *, version: int | None = None) -> JsonObject:
+        """The next ``publishDiagnostics`` for ``uri`` (for its ``version``, if given); others
+        are dropped."""
+        return self.published_until(uri, version)[-1]
+
+    def published_until(self, uri: str, version: int | None = None) -> list[JsonObject]:
+        """Every ``publishDiagnostics`` for ``uri`` up to the one for ``version`` (or the next
+        one), in the order they came."""
+        seen: list[JsonObject] = []
+        while True:
+            params = self._get(self._diagnostics, self.timeout, f"diagnostics for {uri}")
+            if params.get("uri") != uri:
+                continue
+            seen.append(params)
+            if version is None or params.get("version") == version:
+                return seen
+
+    def published_now(self, uri: str) -> list[JsonObject]:
+        """The ``publishDiagnostics`` for ``uri`` that have come and not been read (no wait)."""
+        seen: list[JsonObject] = []
+        while True:
+            try:
+                params = self._diagnostics.get_nowait()
+            except queue.Empty:
+                return seen
+            if params.get("uri") == uri:
+                seen.append(params)
 
     # -- JSON-RPC ------------------------------------------------------------------------
 

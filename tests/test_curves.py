@@ -28,7 +28,8 @@ def test_the_painter_draws_what_this_process_would(tmp_path: Path) -> None:
     painter = Painter()
     assert painter._process is not None  # a process of its own
     process = painter._process
-    painter.draw(HISTORY, tmp_path / "painted.png")
+    painter.draw(HISTORY, tmp_path / "painted.png")  # handed over: the painter draws
+    painter.finish()  # waits for it
     assert process.returncode == 0
     plot_curves(HISTORY, tmp_path / "here.png")
     assert _png(tmp_path / "painted.png") == _png(tmp_path / "here.png") == (1000, 360)
@@ -49,12 +50,22 @@ def test_a_painter_that_fails_is_replaced_by_drawing_here_which_reports_the_erro
 ) -> None:
     painter = Painter()
     target = tmp_path / "missing" / "c.png"  # no such folder: the painter fails, then we do
+    painter.draw(HISTORY, target)  # handed over; the painter's failure shows when waited for
     with pytest.raises(OSError):
-        painter.draw(HISTORY, target)
+        painter.finish()
     drawn: list[Path] = []
     monkeypatch.setattr(curves, "plot_curves", lambda history, path: drawn.append(Path(path)))
-    Painter().draw(HISTORY, tmp_path / "missing" / "d.png")
+    again = Painter()
+    again.draw(HISTORY, tmp_path / "missing" / "d.png")
+    again.finish()
     assert drawn == [tmp_path / "missing" / "d.png"]
+
+
+def test_closing_a_painter_that_is_drawing_waits_for_the_curves(tmp_path: Path) -> None:
+    painter = Painter()
+    painter.draw(HISTORY, tmp_path / "c.png")
+    painter.close()  # a run that stops after its curves were due (a non-finite loss)
+    assert _png(tmp_path / "c.png") == (1000, 360)
 
 
 def test_a_painter_never_asked_to_draw_exits_when_closed() -> None:

@@ -65,7 +65,7 @@ def test_the_full_distribution_is_core_with_torch_at_the_same_version() -> None:
     user_extras = {
         k
         for k in CORE["project"]["optional-dependencies"]
-        if k in ("train", "export", "tensorboard")
+        if k in ("train", "export", "tensorboard", "lsp")
     }
     assert project["optional-dependencies"] == {
         extra: [f"specnet-core[{extra}]=={VERSION}"] for extra in sorted(user_extras)

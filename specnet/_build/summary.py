@@ -6,12 +6,12 @@ memory for weights, no forward pass on real data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from specnet._front.infer import Step, infer
+from specnet._front.infer import infer
+from specnet._front.layout import macs, walk
 from specnet._front.rules.base import show
-from specnet._front.spec import NodeRef, Spec
+from specnet._front.spec import Spec
 
 __all__ = ["Row", "Summary", "summarize"]
 
@@ -70,63 +70,6 @@ class Summary:
         return "\n".join(out)
 
 
-def _attributes(step: Step) -> list[tuple[str, Step]]:
-    return list(step.children)
-
-
-def _held(step: Step) -> list[tuple[str, Step]]:
-    return [(f"layers.{name}", child) for name, child in step.children]
-
-
-def _listed(step: Step) -> list[tuple[str, Step]]:
-    between = [] if step.between is None else [("between", step.between)]
-    return [*_held(step), *between]
-
-
-_MEMBERS: dict[str, Callable[[Step], list[tuple[str, Step]]]] = {
-    "Sequential": _attributes,
-    "Graph": _attributes,
-    "ModuleDict": _held,
-    "ModuleList": _listed,
-}
-"""Each container kind's children, by their path under its module (the build's layout)."""
-
-
-def _walk(step: Step, name: str, depth: int) -> Iterator[tuple[str, int, Step]]:
-    yield name, depth, step
-    members = _MEMBERS.get(step.kind)
-    if members is None:
-        return  # a layer's nested layers (TransformerEncoder.encoder_layer) are its own business
-    for path, child in members(step):
-        yield from _walk(child, f"{name}.{path}" if name else path, depth + 1)
-
-
-def _macs(step: Step, training: bool = False) -> int:
-    """Multiply-accumulates of one sample through ``step``, in eval mode (or in training,
-    where a graph's ``train_output`` needs more nodes: GoogLeNet's auxiliary heads)."""
-    members = _MEMBERS.get(step.kind)
-    if members is None:
-        return step.macs
-    run = None if training or not step.train_outputs else _eval_nodes(step)
-    return sum(_macs(c, training) for name, c in members(step) if run is None or name in run)
-
-
-def _eval_nodes(graph: Step) -> set[str]:
-    """The nodes of a graph that its eval ``output`` needs, directly or through others."""
-    reads = {
-        name: {*refs, *(v.name for v in step.keywords.values() if isinstance(v, NodeRef))}
-        for (name, refs), (_, step) in zip(graph.calls, graph.children, strict=True)
-    }
-    needed: set[str] = set()
-    stack = list(graph.outputs)
-    while stack:
-        name = stack.pop()
-        if name in reads and name not in needed:
-            needed.add(name)
-            stack.extend(reads[name])
-    return needed
-
-
 def summarize(spec: Spec) -> Summary:
     """The summary of a spec's model (torch is used only on the meta device)."""
     import torch
@@ -138,7 +81,7 @@ def summarize(spec: Spec) -> Summary:
     with torch.device("meta"):
         model = module(materialize(plan, spec.source))
     rows = []
-    for name, depth, step in _walk(plan, "", 0):
+    for name, depth, step in walk(plan):
         parent, _, attribute = name.rpartition(".")
         try:
             held = model.get_submodule(parent) if name else model
@@ -151,7 +94,7 @@ def summarize(spec: Spec) -> Summary:
             params = value.numel()
         else:  # an op written inline in generated code (Add, Concat), or a buffer
             params = 0
-        rows.append(Row(name, step.kind, depth, show(step.output), params, _macs(step)))
+        rows.append(Row(name, step.kind, depth, show(step.output), params, macs(step)))
     inputs = ", ".join(
         (f"{k} {v.shape}" if len(spec.inputs) > 1 else str(list(v.shape)))
         + ("" if v.batch else " (no batch)")
@@ -163,7 +106,7 @@ def summarize(spec: Spec) -> Summary:
         show(plan.output),
         sum(p.numel() for p in model.parameters()),
         sum(p.numel() for p in model.parameters() if p.requires_grad),
-        _macs(plan),
+        macs(plan),
         None if plan.train_output is None else show(plan.train_output),
-        _macs(plan, training=True),
+        macs(plan, training=True),
     )

@@ -37,7 +37,10 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_STALE = 1  # schema --check: the file is not up to date
 EXIT_INTERRUPTED = 130
-_NEEDS_TORCH = ("summary", "export", "import", "train", "evaluate", "predict")
+_QUICK_EXIT = ("train", "evaluate", "predict")
+"""Commands whose process exits without the interpreter's teardown (see :func:`main`)."""
+
+_NEEDS_TORCH = ("summary", "draw", "export", "import", "train", "evaluate", "predict")
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -159,9 +162,34 @@ def _completion(args: argparse.Namespace) -> int:
 
 
 def _summary(args: argparse.Namespace) -> int:
-    from specnet._api import summary
+    from specnet._api import load, summary
 
-    print(summary(Path(args.file), variant=args.variant))
+    spec = load(Path(args.file), variant=args.variant)
+    print(summary(spec))
+    if args.draw is not None:
+        from specnet._draw.render import draw
+
+        draw(spec, Path(args.draw), title=Path(args.file).name)
+        print(f"wrote {args.draw}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _lsp(args: argparse.Namespace) -> int:
+    from specnet._front.extras import LSP_NEEDS, require
+
+    require(LSP_NEEDS)
+    from specnet._lsp.server import main as serve
+
+    return serve()
+
+
+def _draw(args: argparse.Namespace) -> int:
+    from specnet._api import load
+    from specnet._draw.render import draw
+
+    spec = load(Path(args.file), variant=args.variant)
+    draw(spec, Path(args.output), title=Path(args.file).name)
+    print(f"wrote {args.output}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -448,7 +476,36 @@ def parser() -> argparse.ArgumentParser:
         help="per-layer output shapes, parameters and multiply-accumulates",
     )
     m.add_argument("file", metavar="FILE")
+    m.add_argument(
+        "--draw",
+        metavar="OUT",
+        help="also draw the network (as specnet draw): net.svg, net.png or net.html",
+    )
     m.set_defaults(run=_summary, spec_errors_to=sys.stdout)  # the report, as validate's
+
+    d = sub.add_parser(
+        "draw",
+        parents=[variant],
+        help="the network as a picture (Graphviz's dot lays it out): .svg, .html or .png",
+    )
+    d.add_argument("file", metavar="FILE")
+    d.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="net.svg, net.png or net.html (self-contained: blocks fold, hover for details)",
+    )
+    d.set_defaults(run=_draw, spec_errors_to=sys.stdout)
+
+    ls = sub.add_parser(
+        "lsp",
+        help="the language server for spec files (stdio): diagnostics, shapes, names",
+    )
+    ls.add_argument(
+        "--stdio", action="store_true", help="talk over stdin and stdout (the only way; accepted)"
+    )
+    ls.set_defaults(run=_lsp)
 
     e = sub.add_parser(
         "export", parents=[variant], help="write the model as plain PyTorch source or ONNX"
@@ -599,6 +656,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
+    argv_given = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser().parse_args(argv)
     args.started = started
@@ -625,6 +683,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         from specnet._train.distributed import end_process
 
         end_process(code)  # with the other processes of the run, its error reported
+    if argv_given is None and args.command in _QUICK_EXIT and "torch" in sys.modules:
+        # The command's files are written, synced and closed and its errors reported: the
+        # interpreter's teardown of torch's modules (a second or more) would only delay the
+        # shell. Only as the program: main([...]) called from Python returns.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     return code
 
 

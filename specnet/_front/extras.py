@@ -30,6 +30,7 @@ from .trainspec import Component, TrainSpec
 
 __all__ = [
     "DATA_SETS",
+    "LSP_NEEDS",
     "PACKAGES",
     "TORCH_INSTALL",
     "WEIGHTS_FILES",
@@ -72,6 +73,7 @@ PACKAGES: dict[str, Package] = {
         Package("onnx", "onnx", "export"),
         Package("onnxscript", "onnxscript", "export"),
         Package("tensorboard", "tensorboard", "tensorboard"),
+        Package("pygls", "pygls", "lsp"),
     )
 }
 """Every package of an extra that specnet imports, by import name."""
@@ -145,6 +147,10 @@ def export_needs(format: str) -> list[Need]:
     if format != "onnx":
         return []
     return [Need("onnx", "torch's ONNX exporter"), Need("onnxscript", "torch's ONNX exporter")]
+
+
+LSP_NEEDS = (Need("pygls", "the language server"),)
+"""What ``specnet lsp`` imports: pygls (with lsprotocol)."""
 
 
 def _installed(module: str) -> bool:

@@ -57,8 +57,9 @@ class _Failed(Exception):
 
 
 class _Inference:
-    def __init__(self, spec: Spec) -> None:
+    def __init__(self, spec: Spec, observe: Callable[[Step], None] | None = None) -> None:
         self.spec = spec
+        self.observe = observe
         self.errors: list[ErrorItem] = []
         self.parameters = 0
         """Estimated parameters of the layers inferred so far (:func:`weight_bound`)."""
@@ -96,7 +97,10 @@ class _Inference:
             )
 
     def step(self, node: Node, inputs: list[Value]) -> Step:
-        return _STEPS[type(node)](self, node, inputs)
+        done = _STEPS[type(node)](self, node, inputs)
+        if self.observe is not None:
+            self.observe(done)
+        return done
 
     def sequential(self, node: Node, inputs: list[Value]) -> Step:
         assert isinstance(node, Sequential)
@@ -260,6 +264,8 @@ class _Inference:
                 if g.call:
                     given = {k: env[v.name] if isinstance(v, NodeRef) else v for k, v in g.call}
                     s = self.layer(g.node, xs, given)
+                    if self.observe is not None:
+                        self.observe(s)
                     s.keywords = dict(g.call)
                 else:
                     s = self.step(g.node, xs)
@@ -334,9 +340,13 @@ _STEPS: dict[type[Node], Callable[[_Inference, Node, list[Value]], Step]] = {
 """Inference of each kind of node."""
 
 
-def infer(spec: Spec) -> Step:
-    """The shape-checked plan of ``spec``'s model; raises :class:`SpecShapeError`."""
-    run = _Inference(spec)
+def infer(spec: Spec, observe: Callable[[Step], None] | None = None) -> Step:
+    """The shape-checked plan of ``spec``'s model; raises :class:`SpecShapeError`.
+
+    ``observe`` is called with each node's step as soon as it is inferred, so that a caller
+    knows the shapes before a mismatch too (the language server's inlay hints).
+    """
+    run = _Inference(spec, observe)
     values: list[Value] = [TensorType(t.shape, t.dtype, t.batch) for t in spec.inputs.values()]
     model = spec.model
     if isinstance(model, Graph) and len(spec.inputs) > 1:

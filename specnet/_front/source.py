@@ -27,7 +27,7 @@ from .errors import ErrorItem, Path, SpecSyntaxError
 from .limits import MAX_BYTES, MAX_DEPTH, MAX_INT, MAX_NODES
 from .syntax import reader_error, syntax_error
 
-__all__ = ["Document", "SourceMap", "read_document"]
+__all__ = ["Document", "SourceMap", "plain_scalar", "read_document"]
 
 
 _NULL = re.compile(r"^(?:~|null|Null|NULL|)$")
@@ -57,7 +57,7 @@ def _int(text: str, base: int = 10) -> int:
     return value
 
 
-def _plain_scalar(text: str) -> Any:
+def plain_scalar(text: str) -> Any:
     """Resolve an untagged plain scalar by the YAML 1.2 core schema."""
     if _NULL.match(text):
         return None
@@ -85,6 +85,10 @@ class SourceMap:
     file: str | None
     values: dict[Path, tuple[int, int]] = field(default_factory=dict)
     keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    value_ends: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    """Where each value ends (just past its last character; a mapping or list: its last value)."""
+    key_ends: dict[Path, tuple[int, int]] = field(default_factory=dict)
+    """Where each mapping key ends."""
     text: bool = True
     """Read from text (a file or a string); a mapping given from Python has no positions."""
 
@@ -128,7 +132,16 @@ class Document:
 
 
 class _Frame:
-    __slots__ = ("anchor", "container", "height", "merged", "path", "pending_key", "start")
+    __slots__ = (
+        "anchor",
+        "container",
+        "flow",
+        "height",
+        "merged",
+        "path",
+        "pending_key",
+        "start",
+    )
 
     def __init__(self, container: Any, path: Path, anchor: str | None, start: int) -> None:
         self.container = container
@@ -140,6 +153,8 @@ class _Frame:
         """Levels of nesting in this value so far, aliases expanded."""
         self.merged: set[str] = set()
         """Keys taken over by a ``<<`` merge; an explicit key replaces them."""
+        self.flow = False
+        """Written in flow style (``{...}``, ``[...]``)."""
 
 
 class _Builder:
@@ -152,6 +167,11 @@ class _Builder:
         self.anchors: dict[str, tuple[Any, int, int]] = {}
         """anchor -> (value, values in it, levels of nesting in it), aliases expanded."""
         self.nodes = 0
+        self.key_end = (1, 1)
+        """Where the last mapping key read ends."""
+        self.last_end: Any = None
+        """The end mark of the last scalar or alias read (a block mapping's own end mark is
+        where the next one starts)."""
 
     def fail(self, line: int | None, col: int | None, msg: str) -> SpecSyntaxError:
         return SpecSyntaxError([ErrorItem((), msg, "syntax", self.source.file, line, col)])
@@ -184,6 +204,13 @@ class _Builder:
                 continue
             if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 frame = stack.pop()
+                # A block collection's end mark is where the next token starts: it ends with
+                # its last value instead. A flow one ends past its closing bracket.
+                end: Any = event.end_mark if frame.flow else self.last_end
+                if end is None:
+                    end = event.start_mark
+                self.source.value_ends[frame.path] = (end.line + 1, end.column + 1)
+                self.last_end = end
                 if stack:
                     stack[-1].height = max(stack[-1].height, frame.height + 1)
                 if frame.anchor is not None:
@@ -206,6 +233,10 @@ class _Builder:
                 and parent.pending_key is None
             ):
                 parent.pending_key = (self._key(event, pos), pos)
+                end = event.end_mark
+                assert end is not None
+                self.key_end = (end.line + 1, end.column + 1)
+                self.last_end = end
                 continue
             if parent is None:
                 path: Path = ()
@@ -248,9 +279,15 @@ class _Builder:
                 raise self.fail(*pos, f"unexpected YAML event {type(event).__name__}")
 
             self.source.values[path] = pos
+            if not isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                end = event.end_mark
+                assert end is not None
+                self.source.value_ends[path] = (end.line + 1, end.column + 1)
+                self.last_end = end
             self._attach(parent, path, value, root)
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 stack.append(_Frame(value, path, event.anchor, self.nodes))
+                stack[-1].flow = bool(event.flow_style)
         return root[0] if root else None
 
     def _key(self, event: Any, pos: tuple[int, int]) -> str:
@@ -277,11 +314,11 @@ class _Builder:
         tag = event.tag
         if tag in (None, "!"):
             plain = not event.style and event.implicit[0]
-            return _plain_scalar(text) if plain else text
+            return plain_scalar(text) if plain else text
         kind = tag[len(_STD_TAG) :]
         if kind == "str":
             return text
-        value = _plain_scalar(text)
+        value = plain_scalar(text)
         expected: Any = {"int": int, "float": (int, float), "bool": bool, "null": type(None)}.get(
             kind
         )
@@ -323,6 +360,7 @@ class _Builder:
             )
             return
         self.source.keys[path] = key_pos
+        self.source.key_ends[path] = self.key_end
         parent.container[key] = value
 
     def _merge(self, parent: _Frame, value: Any, pos: tuple[int, int]) -> None:

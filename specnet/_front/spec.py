@@ -85,6 +85,9 @@ class Node:
     path: Path
     notes: tuple[str, ...] = field(default=(), kw_only=True)
     """Extra context for errors, e.g. which block use this node came from."""
+    used_at: tuple[Path, ...] = field(default=(), kw_only=True)
+    """Where the blocks whose body this node is were used (``{type: ConvBNReLU, ...}``),
+    the outermost first: a block's body may itself be a use of another block."""
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,8 @@ class Painter:
 
     def __init__(self) -> None:
         self._process: subprocess.Popen[bytes] | None = None
+        self._sent: tuple[subprocess.Popen[bytes], list[Mapping[str, Any]], str] | None = None
+        """The drawing handed over and not yet waited for: the process, history and path."""
         with contextlib.suppress(OSError):
             self._process = subprocess.Popen(
                 [sys.executable, "-P", "-m", __name__],  # -P: not the working directory's
@@ -74,21 +76,39 @@ class Painter:
             )
 
     def draw(self, history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> None:
+        """Hand the history over and return: the painter draws while the run writes its last
+        files; :meth:`finish` waits for it. Without a painter, draws here at once."""
         process, self._process = self._process, None
+        rows = list(history)
         if process is not None and process.stdin is not None:
             try:
-                message = json.dumps({"path": os.fspath(path), "history": list(history)})
+                message = json.dumps({"path": os.fspath(path), "history": rows})
                 process.stdin.write(message.encode("utf-8"))
                 process.stdin.close()
-                if process.wait(timeout=120) == 0:
-                    return
-            except (OSError, ValueError, subprocess.TimeoutExpired):
+                self._sent = (process, rows, os.fspath(path))
+                return
+            except (OSError, ValueError):
                 process.kill()
                 process.wait()
-        plot_curves(history, path)  # the painter failed: here, to raise what went wrong
+        plot_curves(rows, path)  # no painter: here, to raise what goes wrong
+
+    def finish(self) -> None:
+        """Wait for the curves handed over; if the painter failed, draw them here."""
+        sent, self._sent = self._sent, None
+        if sent is None:
+            return
+        process, rows, path = sent
+        try:
+            if process.wait(timeout=120) == 0:
+                return
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        plot_curves(rows, path)  # the painter failed: here, to raise what went wrong
 
     def close(self) -> None:
-        """Stop the painter without drawing (the run ended before its curves)."""
+        """Stop the painter: one that has not been given curves exits at once; one drawing is
+        waited for (the run stopped after its curves were due, e.g. on a non-finite loss)."""
         process, self._process = self._process, None
         if process is not None:
             with contextlib.suppress(OSError):
@@ -99,6 +119,8 @@ class Painter:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+        with contextlib.suppress(Exception):  # another error is on its way out
+            self.finish()
 
 
 def _paint() -> int:

@@ -763,6 +763,8 @@ def _run(
         epochs=st.epoch,
         test=results or None,
     )
-    if main:
+    if painter is not None:  # curves.png, drawn meanwhile by the painter
+        _writing(out, painter.finish)
+    if main:  # last: a run.json says the run is complete
         _writing(out, lambda: write_record(out, record))
     return RunResult(out, trainer, results or None, record)

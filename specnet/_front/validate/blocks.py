@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import difflib
 import re
 from collections import Counter
@@ -22,11 +23,13 @@ from ..types import describe
 from .args import Arguments, fits, wrong_value
 from .context import NODE_KEYS, PARAM_NAME, PARAM_REF, Ctx, TooLarge, placeholder, show
 
-__all__ = ["PARAM_TYPES", "Block", "Blocks", "substitute"]
+__all__ = ["BLOCK_NAME", "PARAM_TYPES", "Block", "Blocks", "substitute"]
 
 _COPIES = ("repeat", "for", "if", "splice")
 """The keys that make copies of a container's child, or leave it out or open it."""
-_BLOCK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+BLOCK_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+"""What a block may be called (it is used as a ``type:``)."""
+_QUOTED = re.compile(r"'([^']*)'")
 PARAM_TYPES = {
     "int": "int",
     "float": "float",
@@ -104,7 +107,7 @@ class Blocks(Arguments):
         reserved = set(layers()) | set(CONTAINERS)
         for name, definition in raw.items():
             bpath = (*path, name)
-            if not _BLOCK_NAME.fullmatch(name):
+            if not BLOCK_NAME.fullmatch(name):
                 self.error(bpath, f"block name '{name}' must be an identifier", key=True)
                 continue
             if name in reserved:
@@ -200,7 +203,7 @@ class Blocks(Arguments):
                     self.error(
                         p,
                         f"unknown {what} '${name}'"
-                        + did_you_mean(name, sorted(known or ())).replace("'", "'$", 1),
+                        + _QUOTED.sub(r"'$\1'", did_you_mean(name, sorted(known or ()))),
                         key=key,
                     )
             elif isinstance(v, dict):
@@ -305,6 +308,8 @@ class Blocks(Arguments):
         if not self.alone(body, body_path, "a block's body", _COPIES, inner):
             return None
         node = self.node(body, body_path, inner)
+        if node is not None:
+            node = dataclasses.replace(node, used_at=(path, *node.used_at))
         for p in [p for p in self.redirect if p[: len(body_path)] == body_path]:
             del self.redirect[p]
         return node

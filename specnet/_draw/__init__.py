@@ -1,0 +1,1 @@
+"""specnet draw: the network as a picture laid out by Graphviz."""

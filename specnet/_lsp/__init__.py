@@ -1,0 +1,1 @@
+"""specnet lsp: a language server for spec files (torch-free)."""
