@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from _lsp import LspClient, LspError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import specnet
@@ -446,6 +446,7 @@ def test_the_server_reports_what_validate_reports(path: Path) -> None:
 _TYPED = (REPO / "examples" / "resnet18.yaml").read_text(encoding="utf-8")
 
 
+@example(cut=1028, drop=0, insert="#")  # a value turned into a comment: an empty value
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     cut=st.integers(min_value=0, max_value=len(_TYPED)),

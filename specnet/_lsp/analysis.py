@@ -205,7 +205,8 @@ def _range(e: ErrorItem, source: SourceMap | None, lines: list[str]) -> Range:
             ):
                 end = ends.get(probe)
                 if starts.get(probe) == at and end is not None and end[0] == e.line:
-                    return start, (end[0] - 1, end[1] - 1)
+                    # an empty value (``input:``) still gets a character to be seen on
+                    return start, (end[0] - 1, max(end[1] - 1, start[1] + 1))
             if not probe:
                 break
             probe = probe[:-1]
