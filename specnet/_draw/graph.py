@@ -7,13 +7,13 @@ Nothing here lays anything out: :mod:`.dot` writes these parts for Graphviz.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from specnet._build.summary import Summary
-from specnet._front.infer import Step
+from specnet._front.infer import Step, input_values
 from specnet._front.layout import macs
-from specnet._front.rules.base import TensorType, Value, show
+from specnet._front.rules.base import Value, show
 from specnet._front.spec import Graph, Layer, NodeRef, Spec
+from specnet._front.validate.context import spec_text
 
 __all__ = ["Box", "Cluster", "Drawing", "Edge", "drawing"]
 
@@ -95,13 +95,13 @@ class _Drawer:
         box_id = self.new_id("n")
         node = step.node
         given = dict(node.args) if isinstance(node, Layer) else {}
-        shown = [f"{k}={_text(v)}" for k, v in given.items() if not isinstance(v, dict)]
+        shown = [f"{k}={spec_text(v)}" for k, v in given.items() if not isinstance(v, dict)]
         args = ", ".join(shown[:_ARGS_SHOWN]) + (", ..." if len(shown) > _ARGS_SHOWN else "")
         details = {
             "module": name or "(model)",
             "type": step.kind,
             "arguments": ", ".join(
-                f"{k}={_text(v)}" for k, v in step.args.items() if not isinstance(v, dict)
+                f"{k}={spec_text(v)}" for k, v in step.args.items() if not isinstance(v, dict)
             ),
             "input": ", ".join(show(v) for _, v in sources),
             "output": show(step.output),
@@ -183,35 +183,20 @@ class _Drawer:
         return self.box(step, name, sources, inside)
 
 
-def _text(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_text(x) for x in v) + "]"
-    return str(v)
-
-
 def drawing(spec: Spec, plan: Step, summary: Summary, title: str) -> Drawing:
     """The parts of ``spec``'s picture (``plan`` its shape inference, ``summary`` its counts)."""
     d = _Drawer(summary, title)
-    sources: list[Source] = []
     for name, tensor in spec.inputs.items():
         label = f"{name} {list(tensor.shape)}" + ("" if tensor.batch else " (no batch)")
         d.out.boxes[f"in:{name}"] = Box(
             f"in:{name}", name, "input", label, 0, 0, label, {"input": label}, kind="input"
         )
-    if isinstance(plan.node, Graph) and len(spec.inputs) > 1:
-        sources = [(f"in:{n}", _input_value(spec, n)) for n in plan.node.inputs]
-    else:
-        sources = [(f"in:{n}", _input_value(spec, n)) for n in spec.inputs]
+    values = input_values(spec)
+    order = plan.node.inputs if isinstance(plan.node, Graph) and len(spec.inputs) > 1 else values
+    sources: list[Source] = [(f"in:{n}", values[n]) for n in order]
     results = d.step(plan, "", sources, ())
     d.out.boxes["out:"] = Box(
         "out:", "output", "output", show(plan.output), 0, 0, show(plan.output), {}, kind="output"
     )
     d.connect(results, "out:", ())
     return d.out
-
-
-def _input_value(spec: Spec, name: str) -> Value:
-    t = spec.inputs[name]
-    return TensorType(t.shape, t.dtype, t.batch)

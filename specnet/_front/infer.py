@@ -19,7 +19,7 @@ from .registry import layers
 from .rules.base import COMMON_RANGES, Rule, ShapeMismatch, TensorType, Value, show
 from .spec import Graph, Layer, ModuleDict, ModuleList, Node, NodeRef, Sequential, Spec
 
-__all__ = ["Step", "infer"]
+__all__ = ["Step", "infer", "input_values"]
 
 
 @dataclass
@@ -340,6 +340,11 @@ _STEPS: dict[type[Node], Callable[[_Inference, Node, list[Value]], Step]] = {
 """Inference of each kind of node."""
 
 
+def input_values(spec: Spec) -> dict[str, TensorType]:
+    """The model's inputs by name, as the values inference starts from."""
+    return {name: TensorType(t.shape, t.dtype, t.batch) for name, t in spec.inputs.items()}
+
+
 def infer(spec: Spec, observe: Callable[[Step], None] | None = None) -> Step:
     """The shape-checked plan of ``spec``'s model; raises :class:`SpecShapeError`.
 
@@ -347,11 +352,11 @@ def infer(spec: Spec, observe: Callable[[Step], None] | None = None) -> Step:
     knows the shapes before a mismatch too (the language server's inlay hints).
     """
     run = _Inference(spec, observe)
-    values: list[Value] = [TensorType(t.shape, t.dtype, t.batch) for t in spec.inputs.values()]
+    by_name = input_values(spec)
+    values: list[Value] = list(by_name.values())
     model = spec.model
     if isinstance(model, Graph) and len(spec.inputs) > 1:
-        order = {name: TensorType(t.shape, t.dtype, t.batch) for name, t in spec.inputs.items()}
-        values = [order[name] for name in model.inputs]
+        values = [by_name[name] for name in model.inputs]
     try:
         plan = run.step(model, values)
     except _Failed:

@@ -26,7 +26,7 @@ from specnet._front.registry import layers
 from specnet._front.rules.base import show
 from specnet._front.source import plain_scalar
 from specnet._front.validate.blocks import BLOCK_NAME
-from specnet._front.validate.context import LAYER_NAME, PARAM_NAME
+from specnet._front.validate.context import LAYER_NAME, PARAM_NAME, spec_text
 from specnet._front.version import installed_version
 
 from .analysis import Analysis, Occurrence, Range, analyze, inferred_arguments
@@ -213,17 +213,6 @@ def _did_close(ls: SpecServer, params: lsp.DidCloseTextDocumentParams) -> None:
 # -- inlay hints and hover ---------------------------------------------------------------------
 
 
-def value_text(v: Any) -> str:
-    """An argument as a spec writes it: ``3``, ``[3, 3]``, ``true``."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if v is None:
-        return "null"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(value_text(x) for x in v) + "]"
-    return str(v)
-
-
 def _distinct(values: Sequence[str], noun: str = "shapes") -> str:
     """The distinct values of a node's uses (a block used at several widths), a few shown."""
     unique = list(dict.fromkeys(values))
@@ -237,7 +226,7 @@ def hint_labels(occurrences: Sequence[Occurrence]) -> list[str]:
     inferred: dict[str, list[str]] = {}
     for o in occurrences:
         for k, v in inferred_arguments(o.step).items():
-            inferred.setdefault(k, []).append(value_text(v))
+            inferred.setdefault(k, []).append(spec_text(v))
     labels += [f"{k}: {_distinct(v, 'values')}" for k, v in inferred.items()]
     labels.append("-> " + _distinct([show(o.step.output) for o in occurrences]))
     return labels
@@ -288,7 +277,7 @@ def hover_text(analysis: Analysis, path: tuple[Any, ...], counts: dict[str, int]
     if step.args:
         inferred = inferred_arguments(step)
         shown = ", ".join(
-            f"{k}={value_text(v)}" + (" (inferred)" if k in inferred else "")
+            f"{k}={spec_text(v)}" + (" (inferred)" if k in inferred else "")
             for k, v in step.args.items()
             if not isinstance(v, dict)
         )

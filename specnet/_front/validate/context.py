@@ -53,6 +53,18 @@ def show(value: Any) -> str:
     return str(value)
 
 
+def spec_text(value: Any) -> str:
+    """An argument in full as a spec writes it: ``3``, ``[3, 3]``, ``true``, ``null`` (for
+    hints, hovers and drawings; :func:`show` is the short form error messages quote)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(spec_text(x) for x in value) + "]"
+    return str(value)
+
+
 @dataclass(frozen=True)
 class Ctx:
     """Where the walk is: inside which blocks, and whether ``$params`` are placeholders."""
