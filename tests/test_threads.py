@@ -47,6 +47,26 @@ def test_the_fastest_count_is_chosen_and_torch_is_left_as_it_was(
     assert torch.get_num_threads() == before
 
 
+def test_a_count_whose_steps_now_and_then_wait_for_a_core_is_not_chosen() -> None:
+    # A busy machine: most steps of two threads take half of one thread's time, but one in
+    # four waits for a descheduled thread. Two threads' median step is faster; their mean,
+    # what an epoch costs, is slower.
+    clock = _Clock({1: 0.01, 2: 0.005})
+    two_thread_steps = 0
+
+    def step() -> None:
+        nonlocal two_thread_steps
+        clock.step()
+        if torch.get_num_threads() == 2:
+            two_thread_steps += 1
+            clock.now += 0.045 if two_thread_steps % 4 == 0 else 0.0
+
+    got, means = threads.choose(step, [1, 2], clock=clock)
+    assert got == 1
+    assert means[1] == pytest.approx(0.01) and means[2] > 0.015
+    assert two_thread_steps > 2 * threads.ROUNDS  # a sample is several steps, not one
+
+
 def test_measuring_stops_after_its_budget() -> None:
     clock = _Clock({1: 2.0, 2: 2.0})
     calls = 0
@@ -142,3 +162,54 @@ def test_a_fixed_count_is_used_while_training_and_restored_after() -> None:
     trainer.on("on_epoch_end", lambda t, row: during.append(torch.get_num_threads()))
     trainer.fit(torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,))))
     assert during == [1] and torch.get_num_threads() == before
+
+
+class _ThreadsSeen(torch.nn.Module):
+    """A Linear layer that records torch's thread count at each forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 2)
+        self.seen: list[int] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(torch.get_num_threads())
+        out: torch.Tensor = self.fc(x)
+        return out
+
+
+def test_evaluation_and_prediction_use_the_count_training_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A run's last evaluation (its test split) with torch's threads instead of the measured
+    # count waited for a busy core at every operator.
+    monkeypatch.setattr(threads, "available_cores", lambda processes_here=1: 2)
+    monkeypatch.setattr(threads, "choose", lambda step, counts, **kw: (2, {}))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = _ThreadsSeen()
+        trainer = specnet.Trainer(model, batch_size=8, epochs=1)
+        data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
+        trainer.fit(data, val_data=data)
+        model.seen.clear()
+        trainer.evaluate(data)
+        trainer.predict(torch.randn(8, 4))
+        assert model.seen == [2, 2, 2] and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_fixed_count_is_used_by_evaluation_before_any_training() -> None:
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = _ThreadsSeen()
+        trainer = specnet.Trainer(model, batch_size=8, threads=1)
+        trainer.evaluate(
+            torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,)))
+        )
+        trainer.predict(torch.randn(8, 4))
+        assert model.seen == [1, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

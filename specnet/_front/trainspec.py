@@ -211,7 +211,7 @@ class TrainSpec(BaseModel):
     compile: bool = Field(False, description="Run the model through torch.compile.")
     threads: Annotated[int, Ge(1)] | Literal["auto"] = Field(
         "auto",
-        description="CPU threads per process for training on the CPU: auto times the first batch's step with 1 thread, a quarter, a half and all of the cores this process may use, and keeps the fastest (the fewest within 10%); a resumed run keeps the count it started with. A number fixes it (runs are bit-for-bit repeatable only with the same count).",
+        description="CPU threads per process on the CPU, for training and for evaluation and prediction after it: auto times the first batch's step with 1 thread, a quarter, a half and all of the cores this process may use, and keeps the fastest by mean step time (the fewest within 10%); a resumed run keeps the count it started with. A number fixes it (runs are bit-for-bit repeatable only with the same count).",
     )
     monitor: str | None = Field(
         None,

@@ -9,6 +9,10 @@ No rule of the model's size can see the load, so ``threads: auto`` measures: it 
 training step (forward, loss, backward) of the run's first batch on a copy of the model, with
 one thread and with more, interleaved, and keeps the fastest (the fewest threads within
 :data:`TOLERANCE` of it, since fewer threads suffer less when the load changes later).
+A count's cost is its mean time per step over samples of several steps each
+(:data:`SAMPLE_SECONDS`): on a busy machine most steps of two threads run as fast as one
+thread's and a few wait for a descheduled thread, so a median of single steps would miss the
+waits that make two threads slower. Evaluation and prediction use the count training uses.
 :func:`choose` does the measuring; the trainer gives it the step and records the count in
 its state, so a resumed run keeps the count it started with (float results depend on it).
 """
@@ -16,13 +20,20 @@ its state, so a resumed run keeps the count it started with (float results depen
 from __future__ import annotations
 
 import os
-import statistics
 import time
 from collections.abc import Callable, Sequence
 
 import torch
 
-__all__ = ["BUDGET_SECONDS", "TOLERANCE", "available_cores", "candidates", "choose"]
+__all__ = [
+    "BUDGET_SECONDS",
+    "ROUNDS",
+    "SAMPLE_SECONDS",
+    "TOLERANCE",
+    "available_cores",
+    "candidates",
+    "choose",
+]
 
 TOLERANCE = 0.10
 """A thread count within this share of the fastest one's time counts as as fast."""
@@ -30,8 +41,11 @@ TOLERANCE = 0.10
 BUDGET_SECONDS = 1.0
 """After the first timed round, rounds stop once the measuring has taken this long."""
 
-ROUNDS = 3
-"""Timed rounds at most (each times every candidate once, in turn)."""
+ROUNDS = 4
+"""Timed rounds at most (each times a sample of every candidate, in turn)."""
+
+SAMPLE_SECONDS = 0.025
+"""A timed sample repeats the step until it has taken this long (one step at least)."""
 
 
 def available_cores(processes_here: int = 1) -> int:
@@ -56,16 +70,18 @@ def choose(
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[int, dict[int, float]]:
     """The thread count among ``counts`` that runs ``step`` fastest (the fewest within
-    :data:`TOLERANCE` of the fastest), and each count's median seconds per step.
+    :data:`TOLERANCE` of the fastest), and each count's mean seconds per step.
 
     Each count runs ``step`` once untimed (warming caches and torch's thread pool), then the
     counts take turns in timed rounds, at least one and at most :data:`ROUNDS`, stopping early
-    once :data:`BUDGET_SECONDS` have gone. torch's thread count is left as it was.
+    once :data:`BUDGET_SECONDS` have gone; in a round each count runs ``step`` until
+    :data:`SAMPLE_SECONDS` have gone. torch's thread count is left as it was.
     """
     if len(counts) == 1:
         return counts[0], {}
     before = torch.get_num_threads()
-    times: dict[int, list[float]] = {n: [] for n in counts}
+    spent = dict.fromkeys(counts, 0.0)
+    steps = dict.fromkeys(counts, 0)
     try:
         for n in counts:
             torch.set_num_threads(n)
@@ -75,13 +91,18 @@ def choose(
             for n in counts:
                 torch.set_num_threads(n)
                 t0 = clock()
-                step()
-                times[n].append(clock() - t0)
+                while True:
+                    step()
+                    steps[n] += 1
+                    now = clock()
+                    if now - t0 >= SAMPLE_SECONDS:
+                        break
+                spent[n] += now - t0
             if clock() - started > BUDGET_SECONDS:
                 break
     finally:
         torch.set_num_threads(before)
-    medians = {n: statistics.median(ts) for n, ts in times.items()}
-    fastest = min(medians.values())
-    chosen = min(n for n, t in medians.items() if t <= fastest * (1 + TOLERANCE))
-    return chosen, medians
+    means = {n: spent[n] / steps[n] for n in counts}
+    fastest = min(means.values())
+    chosen = min(n for n, t in means.items() if t <= fastest * (1 + TOLERANCE))
+    return chosen, means

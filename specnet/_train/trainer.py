@@ -1163,10 +1163,20 @@ class Trainer:
 
     # -- evaluation and prediction -------------------------------------------------------
 
+    def _working_threads(self) -> int | None:
+        """The thread count evaluation and prediction use, as training does: the run's
+        (measured by :meth:`fit` or restored with its state), else a fixed ``threads``, else
+        None (torch's, as without a trainer)."""
+        if self.state.threads is not None:
+            return self.state.threads
+        wanted = self.settings.threads
+        return wanted if isinstance(wanted, int) else None
+
     def evaluate(self, data: DataLike) -> dict[str, float]:
         """Mean loss and the trainer's metrics over ``data`` (in eval mode, no gradients)."""
         self._check_data(data, "the evaluation data")
-        return self._evaluate(self._loader(data, train=False))
+        with _threads(self._working_threads()):
+            return self._evaluate(self._loader(data, train=False))
 
     def _evaluate(self, loader: Iterable[Any]) -> dict[str, float]:
         names = ("loss", *self.settings.metrics)
@@ -1220,7 +1230,7 @@ class Trainer:
         self.model.eval()
         outs: list[torch.Tensor] = []
         try:
-            with torch.no_grad():
+            with torch.no_grad(), _threads(self._working_threads()):
                 for batch in loader:
                     x = batch[0] if isinstance(batch, (tuple, list)) and len(batch) <= 2 else batch
                     with self._autocast():
