@@ -67,7 +67,8 @@ def loop_seconds(name: str, output: str, out: Path) -> float:
 
 def run_once(name: str, out: Path) -> tuple[float, float, float]:
     """One fresh process of ``name``: its wall time (s), test accuracy (a fraction) and the
-    seconds of its epochs."""
+    seconds of its epochs. Each run is printed as it ends (specnet's with the thread count
+    it chose)."""
     if name == "specnet":
         cmd = [sys.executable, "-m", "specnet", "train", SPEC, "--out", str(out), "--overwrite"]
     else:
@@ -83,7 +84,12 @@ def run_once(name: str, out: Path) -> tuple[float, float, float]:
     loop = loop_seconds(name, output, out)
     record = out / "run.json"
     if name == "specnet" and record.is_file():
-        return seconds, float(json.loads(record.read_text())["test"]["accuracy"]), loop
+        run = json.loads(record.read_text())
+        print(
+            f"  {out.name}: specnet {seconds:.1f} s, epochs {loop:.1f} s, threads {run['threads']}"
+        )
+        return seconds, float(run["test"]["accuracy"]), loop
+    print(f"  {out.name}: {name} {seconds:.1f} s, epochs {loop:.1f} s")
     return seconds, accuracy_from_output(output), loop
 
 
