@@ -3,6 +3,7 @@ fixed when the spec says so."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ import torch
 
 import specnet
 from specnet._train import threads
-from specnet._train.checkpoint import latest_checkpoint, load_state
+from specnet._train.checkpoint import latest_checkpoint, load_state, model_hash, save_weights
+from specnet._train.inference import trainer_with_weights
 from specnet._train.runs import train_run
 
 
@@ -189,7 +191,7 @@ def test_evaluation_and_prediction_use_the_count_training_measured(
     torch.set_num_threads(1)
     try:
         model = _ThreadsSeen()
-        trainer = specnet.Trainer(model, batch_size=8, epochs=1)
+        trainer = specnet.Trainer(model, batch_size=8, epochs=1, device="cpu")
         data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
         trainer.fit(data, val_data=data)
         model.seen.clear()
@@ -205,7 +207,7 @@ def test_a_fixed_count_is_used_by_evaluation_before_any_training() -> None:
     torch.set_num_threads(2)
     try:
         model = _ThreadsSeen()
-        trainer = specnet.Trainer(model, batch_size=8, threads=1)
+        trainer = specnet.Trainer(model, batch_size=8, threads=1, device="cpu")
         trainer.evaluate(
             torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,)))
         )
@@ -213,3 +215,19 @@ def test_a_fixed_count_is_used_by_evaluation_before_any_training() -> None:
         assert model.seen == [1, 1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_evaluating_a_runs_weights_uses_the_count_its_run_recorded(tmp_path: Path) -> None:
+    # specnet evaluate and specnet predict: a trainer on saved weights, threads: auto.
+    path = tmp_path / "net.yaml"
+    path.write_text("input: [4]\nmodel: {type: Linear, out_features: 2}\ntrain: {device: cpu}\n")
+    spec = specnet.load(path)
+    run = tmp_path / "run"
+    run.mkdir()
+    save_weights(run / "model.safetensors", specnet.build(spec), model_hash(spec.data))
+    (run / "run.json").write_text(json.dumps({"threads": 3}))
+    assert trainer_with_weights(spec, run / "model.safetensors").state.threads == 3
+    (run / "run.json").write_text(json.dumps({"threads": None}))  # a run on a GPU
+    assert trainer_with_weights(spec, run).state.threads is None
+    (run / "run.json").unlink()  # a lone weights file
+    assert trainer_with_weights(spec, run / "model.safetensors").state.threads is None

@@ -64,7 +64,20 @@ def trainer_with_weights(spec: Spec, checkpoint: str | os.PathLike[str]) -> Trai
     device = resolve_device(spec.train.device if spec.train is not None else "auto", spec.source)
     model = build_module(spec, device)
     load_weights(find_checkpoint(checkpoint), model, model_hash(spec.data))
-    return Trainer.from_spec(spec, model=model)
+    trainer = Trainer.from_spec(spec, model=model)
+    if trainer.settings.threads == "auto" and trainer.device.type == "cpu":
+        trainer.state.threads = _run_threads(checkpoint)
+    return trainer
+
+
+def _run_threads(checkpoint: str | os.PathLike[str]) -> int | None:
+    """The thread count that the run of the weights ``checkpoint`` names measured (its
+    ``run.json``), which evaluation and prediction use as the run's own did; None for a lone
+    weights file or a run that recorded none (torch's count then)."""
+    folder = _run_folder(checkpoint)
+    record = read_record(folder) if folder is not None else None
+    count = record.get("threads") if record is not None else None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
 
 
 def evaluate_checkpoint(

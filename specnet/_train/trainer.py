@@ -180,6 +180,9 @@ def _threads(count: int | None) -> Iterator[None]:
         yield
         return
     before = torch.get_num_threads()
+    if count == before:  # setting it anew would still clear torch's cached kernels
+        yield
+        return
     torch.set_num_threads(count)
     try:
         yield
