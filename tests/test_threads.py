@@ -4,6 +4,7 @@ fixed when the spec says so."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -79,7 +80,34 @@ def test_measuring_stops_after_its_budget() -> None:
         clock.step()
 
     threads.choose(step, [1, 2], clock=clock)
-    assert calls == 2 + 2  # one untimed run each, then one timed round: over budget
+    assert calls == 1 + 2  # one untimed run, then one timed round: over budget
+
+
+def test_a_count_far_slower_than_the_fastest_is_measured_no_more() -> None:
+    # A busy machine: a step of two threads waits for a taken core at every operator.
+    clock = _Clock({1: 0.001, 2: 0.1})
+    steps = {1: 0, 2: 0}
+
+    def step() -> None:
+        steps[torch.get_num_threads()] += 1
+        clock.step()
+
+    got, means = threads.choose(step, [1, 2], clock=clock)
+    assert got == 1 and means == pytest.approx({1: 0.001, 2: 0.1})
+    # One round: the untimed step and one sample of 1 thread, one step of 2 threads.
+    assert steps == {1: 1 + round(threads.SAMPLE_SECONDS / 0.001), 2: 1}
+
+
+def test_counts_within_reach_of_the_fastest_are_measured_in_every_round() -> None:
+    clock = _Clock({1: 0.001, 2: 0.0015})
+    steps = {1: 0, 2: 0}
+
+    def step() -> None:
+        steps[torch.get_num_threads()] += 1
+        clock.step()
+
+    assert threads.choose(step, [1, 2], clock=clock)[0] == 1
+    assert steps[2] == threads.ROUNDS * math.ceil(threads.SAMPLE_SECONDS / 0.0015)
 
 
 def test_the_candidates_are_one_a_quarter_a_half_and_all_cores() -> None:
@@ -198,6 +226,27 @@ def test_evaluation_and_prediction_use_the_count_training_measured(
         trainer.evaluate(data)
         trainer.predict(torch.randn(8, 4))
         assert model.seen == [2, 2, 2] and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_the_checks_before_training_run_on_one_thread_until_the_count_is_measured(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The checks' forward passes (the model's output against the targets) with torch's two
+    # threads took 0.11-0.18 s on a busy two-core machine, with one next to nothing.
+    monkeypatch.setattr(threads, "available_cores", lambda processes_here=1: 2)
+    monkeypatch.setattr(threads, "choose", lambda step, counts, **kw: (2, {}))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        model = _ThreadsSeen()
+        trainer = specnet.Trainer(model, batch_size=8, epochs=1, device="cpu")
+        data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
+        trainer.fit(data, val_data=data)
+        # The checks on the training and validation data, then the epoch: 2 batches and the
+        # validation's 2.
+        assert model.seen == [1, 1, 2, 2, 2, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
 

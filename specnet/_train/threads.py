@@ -12,7 +12,10 @@ one thread and with more, interleaved, and keeps the fastest (the fewest threads
 A count's cost is its mean time per step over samples of several steps each
 (:data:`SAMPLE_SECONDS`): on a busy machine most steps of two threads run as fast as one
 thread's and a few wait for a descheduled thread, so a median of single steps would miss the
-waits that make two threads slower. Evaluation and prediction use the count training uses.
+waits that make two threads slower. A count far slower than the fastest after a round
+(:data:`DROPPED_AT`) is measured no more: on a busy machine a step of two threads can take a
+hundred times one thread's, and more rounds of it would cost the run a second to confirm it.
+Evaluation and prediction use the count training uses.
 :func:`choose` does the measuring; the trainer gives it the step and records the count in
 its state, so a resumed run keeps the count it started with (float results depend on it).
 """
@@ -27,6 +30,7 @@ import torch
 
 __all__ = [
     "BUDGET_SECONDS",
+    "DROPPED_AT",
     "ROUNDS",
     "SAMPLE_SECONDS",
     "TOLERANCE",
@@ -40,6 +44,10 @@ TOLERANCE = 0.10
 
 BUDGET_SECONDS = 1.0
 """After the first timed round, rounds stop once the measuring has taken this long."""
+
+DROPPED_AT = 2.0
+"""After a round, a count whose mean step takes this many times the fastest count's is not
+measured in the rounds that follow."""
 
 ROUNDS = 4
 """Timed rounds at most (each times a sample of every candidate, in turn)."""
@@ -72,23 +80,25 @@ def choose(
     """The thread count among ``counts`` that runs ``step`` fastest (the fewest within
     :data:`TOLERANCE` of the fastest), and each count's mean seconds per step.
 
-    Each count runs ``step`` once untimed (warming caches and torch's thread pool), then the
-    counts take turns in timed rounds, at least one and at most :data:`ROUNDS`, stopping early
-    once :data:`BUDGET_SECONDS` have gone; in a round each count runs ``step`` until
-    :data:`SAMPLE_SECONDS` have gone. torch's thread count is left as it was.
+    ``step`` runs once untimed (its first-call costs: allocations, autograd's graph, kernels
+    chosen), then the counts take turns in timed rounds, at least one and at most
+    :data:`ROUNDS`, stopping early once :data:`BUDGET_SECONDS` have gone or one count is left;
+    in a round each count still measured runs ``step`` until :data:`SAMPLE_SECONDS` have gone,
+    and a count :data:`DROPPED_AT` times slower than the fastest is measured no more. torch's
+    thread count is left as it was.
     """
     if len(counts) == 1:
         return counts[0], {}
     before = torch.get_num_threads()
     spent = dict.fromkeys(counts, 0.0)
     steps = dict.fromkeys(counts, 0)
+    measured = list(counts)
     try:
-        for n in counts:
-            torch.set_num_threads(n)
-            step()
+        torch.set_num_threads(counts[0])
+        step()
         started = clock()
         for _ in range(ROUNDS):
-            for n in counts:
+            for n in measured:
                 torch.set_num_threads(n)
                 t0 = clock()
                 while True:
@@ -98,7 +108,9 @@ def choose(
                     if now - t0 >= SAMPLE_SECONDS:
                         break
                 spent[n] += now - t0
-            if clock() - started > BUDGET_SECONDS:
+            fastest = min(spent[n] / steps[n] for n in measured)
+            measured = [n for n in measured if spent[n] / steps[n] <= fastest * DROPPED_AT]
+            if len(measured) == 1 or clock() - started > BUDGET_SECONDS:
                 break
     finally:
         torch.set_num_threads(before)
