@@ -1,6 +1,6 @@
 """The main job, from process start to exit: `specnet train` against a tutorial-style script.
 
-    python bench/main_job.py [--rounds 3] [--conditions idle,busy] [--markdown]
+    python bench/main_job.py [--rounds 5] [--conditions idle,busy] [--markdown]
 
 Each round runs, as fresh processes with cwd the repository root, in turn:
 
@@ -124,7 +124,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--rounds", type=int, default=3, help="rounds per condition")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds per condition")
     ap.add_argument("--conditions", default="idle,busy", help="idle, busy or both")
     ap.add_argument("--markdown", action="store_true", help="a markdown table for the README")
     args = ap.parse_args()
