@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -83,31 +84,84 @@ def test_measuring_stops_after_its_budget() -> None:
     assert calls == 1 + 2  # one untimed run, then one timed round: over budget
 
 
-def test_a_count_far_slower_than_the_fastest_is_measured_no_more() -> None:
-    # A busy machine: a step of two threads waits for a taken core at every operator.
-    clock = _Clock({1: 0.001, 2: 0.1})
-    steps = {1: 0, 2: 0}
+MS = 2**-10  # about a millisecond, exact in binary: sums of steps land where a sample ends
+
+
+def _counting(clock: _Clock) -> tuple[dict[int, int], Callable[[], None]]:
+    steps: dict[int, int] = {}
 
     def step() -> None:
-        steps[torch.get_num_threads()] += 1
+        n = torch.get_num_threads()
+        steps[n] = steps.get(n, 0) + 1
+        clock.step()
+
+    return steps, step
+
+
+def test_a_count_far_slower_than_the_fastest_is_measured_no_more() -> None:
+    # A busy machine: a step of two threads waits for a taken core at every operator.
+    clock = _Clock({1: MS, 2: 128 * MS})
+    steps, step = _counting(clock)
+    got, means = threads.choose(step, [1, 2], clock=clock)
+    assert got == 1 and means == pytest.approx({1: MS, 2: 128 * MS})
+    # One round: the untimed step and one sample of 1 thread, one step of 2 threads.
+    assert steps == {1: 1 + math.ceil(threads.SAMPLE_SECONDS / MS), 2: 1}
+
+
+def test_a_count_a_little_more_than_twice_as_slow_is_dropped_and_twice_as_slow_is_not() -> None:
+    per_sample = math.ceil(threads.SAMPLE_SECONDS / (2.25 * MS))
+    clock = _Clock({1: MS, 2: 2.25 * MS})
+    steps, step = _counting(clock)
+    threads.choose(step, [1, 2], clock=clock)
+    assert steps[2] == per_sample  # one round
+    clock = _Clock({1: MS, 2: 1.75 * MS})
+    steps, step = _counting(clock)
+    threads.choose(step, [1, 2], clock=clock)
+    assert steps[2] == threads.ROUNDS * math.ceil(threads.SAMPLE_SECONDS / (1.75 * MS))
+
+
+def test_a_dropped_count_is_not_chosen_when_the_others_slow_down_later() -> None:
+    # Four threads are dropped after the first round; then the machine gets busy and the
+    # counts still measured slow down past four threads' one early mean.
+    clock = _Clock({1: MS, 2: 1.05 * MS, 4: 2.5 * MS})
+    seen_four = False
+
+    def step() -> None:
+        nonlocal seen_four
+        n = torch.get_num_threads()
+        if n == 4:
+            seen_four = True
+        elif seen_four:
+            clock.cost = {1: 8 * MS, 2: 8 * MS, 4: 8 * MS}
+        clock.step()
+
+    got, means = threads.choose(step, [1, 2, 4], clock=clock)
+    assert means[4] == pytest.approx(2.5 * MS) and min(means[1], means[2]) > means[4]
+    assert got in (1, 2)
+
+
+def test_the_first_step_of_a_count_that_starts_its_threads_is_left_out() -> None:
+    # Two threads' first step starts the second thread (20 ms here), then each takes half a
+    # millisecond: counted in, it would make two threads look more than twice as slow.
+    clock = _Clock({1: MS, 2: MS / 2})
+    started = False
+
+    def step() -> None:
+        nonlocal started
+        if torch.get_num_threads() == 2 and not started:
+            started = True
+            clock.now += 20 * MS
         clock.step()
 
     got, means = threads.choose(step, [1, 2], clock=clock)
-    assert got == 1 and means == pytest.approx({1: 0.001, 2: 0.1})
-    # One round: the untimed step and one sample of 1 thread, one step of 2 threads.
-    assert steps == {1: 1 + round(threads.SAMPLE_SECONDS / 0.001), 2: 1}
+    assert got == 2 and means[2] == pytest.approx(MS / 2)
 
 
 def test_counts_within_reach_of_the_fastest_are_measured_in_every_round() -> None:
-    clock = _Clock({1: 0.001, 2: 0.0015})
-    steps = {1: 0, 2: 0}
-
-    def step() -> None:
-        steps[torch.get_num_threads()] += 1
-        clock.step()
-
+    clock = _Clock({1: MS, 2: 1.5 * MS})
+    steps, step = _counting(clock)
     assert threads.choose(step, [1, 2], clock=clock)[0] == 1
-    assert steps[2] == threads.ROUNDS * math.ceil(threads.SAMPLE_SECONDS / 0.0015)
+    assert steps[2] == threads.ROUNDS * math.ceil(threads.SAMPLE_SECONDS / (1.5 * MS))
 
 
 def test_the_candidates_are_one_a_quarter_a_half_and_all_cores() -> None:
@@ -249,6 +303,18 @@ def test_the_checks_before_training_run_on_one_thread_until_the_count_is_measure
         assert model.seen == [1, 1, 2, 2, 2, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_checks_use_a_known_or_fixed_count_and_torchs_where_auto_is_not_measured() -> None:
+    data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
+    loader = torch.utils.data.DataLoader(data, batch_size=8)
+    auto = specnet.Trainer(torch.nn.Linear(4, 2), batch_size=8, device="cpu")
+    assert auto._checking_threads(data) == 1
+    assert auto._checking_threads(loader) is None  # not measured: torch's count stands
+    fixed = specnet.Trainer(torch.nn.Linear(4, 2), batch_size=8, threads=3, device="cpu")
+    assert fixed._checking_threads(data) == 3
+    auto.state.threads = 2  # a resumed run's
+    assert auto._checking_threads(data) == 2
 
 
 def test_a_fixed_count_is_used_by_evaluation_before_any_training() -> None:

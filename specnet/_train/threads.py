@@ -13,9 +13,9 @@ A count's cost is its mean time per step over samples of several steps each
 (:data:`SAMPLE_SECONDS`): on a busy machine most steps of two threads run as fast as one
 thread's and a few wait for a descheduled thread, so a median of single steps would miss the
 waits that make two threads slower. A count far slower than the fastest after a round
-(:data:`DROPPED_AT`) is measured no more: on a busy machine a step of two threads can take a
-hundred times one thread's, and more rounds of it would cost the run a second to confirm it.
-Evaluation and prediction use the count training uses.
+(:data:`DROPPED_AT`) is measured no more, nor chosen: on a busy machine a step of two threads
+can take a hundred times one thread's, and more rounds of it would cost the run a second to
+confirm it. Evaluation and prediction use the count training uses.
 :func:`choose` does the measuring; the trainer gives it the step and records the count in
 its state, so a resumed run keeps the count it started with (float results depend on it).
 """
@@ -46,11 +46,11 @@ BUDGET_SECONDS = 1.0
 """After the first timed round, rounds stop once the measuring has taken this long."""
 
 DROPPED_AT = 2.0
-"""After a round, a count whose mean step takes this many times the fastest count's is not
-measured in the rounds that follow."""
+"""After a round, a count whose mean step takes more than this many times the fastest count's
+is not measured in the rounds that follow, nor chosen."""
 
 ROUNDS = 4
-"""Timed rounds at most (each times a sample of every candidate, in turn)."""
+"""Timed rounds at most (each times a sample of every count still measured, in turn)."""
 
 SAMPLE_SECONDS = 0.025
 """A timed sample repeats the step until it has taken this long (one step at least)."""
@@ -78,13 +78,16 @@ def choose(
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[int, dict[int, float]]:
     """The thread count among ``counts`` that runs ``step`` fastest (the fewest within
-    :data:`TOLERANCE` of the fastest), and each count's mean seconds per step.
+    :data:`TOLERANCE` of the fastest), and each count's mean seconds per step (a count dropped
+    early: over the rounds it was measured in).
 
-    ``step`` runs once untimed (its first-call costs: allocations, autograd's graph, kernels
-    chosen), then the counts take turns in timed rounds, at least one and at most
-    :data:`ROUNDS`, stopping early once :data:`BUDGET_SECONDS` have gone or one count is left;
-    in a round each count still measured runs ``step`` until :data:`SAMPLE_SECONDS` have gone,
-    and a count :data:`DROPPED_AT` times slower than the fastest is measured no more. torch's
+    ``step`` runs once untimed with the first count (the first call's costs: allocations,
+    autograd's graph), then the counts take turns in timed rounds, at least one and at most
+    :data:`ROUNDS`, stopping early once :data:`BUDGET_SECONDS` have gone or one count is left.
+    In a round each count still measured runs ``step`` until :data:`SAMPLE_SECONDS` have gone
+    (the other counts' first step, which starts their threads, is left out of their mean when
+    the sample has more), and a count more than :data:`DROPPED_AT` times slower than the
+    fastest is measured no more. The choice is among the counts measured to the end. torch's
     thread count is left as it was.
     """
     if len(counts) == 1:
@@ -101,13 +104,22 @@ def choose(
             for n in measured:
                 torch.set_num_threads(n)
                 t0 = clock()
+                first = 0.0
+                k = 0
                 while True:
                     step()
-                    steps[n] += 1
+                    k += 1
                     now = clock()
+                    if k == 1:
+                        first = now - t0
                     if now - t0 >= SAMPLE_SECONDS:
                         break
-                spent[n] += now - t0
+                if steps[n] == 0 and n != counts[0] and k > 1:
+                    spent[n] += now - t0 - first
+                    steps[n] += k - 1
+                else:
+                    spent[n] += now - t0
+                    steps[n] += k
             fastest = min(spent[n] / steps[n] for n in measured)
             measured = [n for n in measured if spent[n] / steps[n] <= fastest * DROPPED_AT]
             if len(measured) == 1 or clock() - started > BUDGET_SECONDS:
@@ -115,6 +127,6 @@ def choose(
     finally:
         torch.set_num_threads(before)
     means = {n: spent[n] / steps[n] for n in counts}
-    fastest = min(means.values())
-    chosen = min(n for n, t in means.items() if t <= fastest * (1 + TOLERANCE))
+    fastest = min(means[n] for n in measured)
+    chosen = min(n for n in measured if means[n] <= fastest * (1 + TOLERANCE))
     return chosen, means

@@ -40,7 +40,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, cast
 
 import torch
 from pydantic import ValidationError
@@ -979,7 +979,7 @@ class Trainer:
         self._schedule_steps_on = _stepping_of(self.scheduler)
         # Every process reaches the same verdict on the data and the settings (each checks
         # the same samples), before the first step.
-        with _threads(self._checking_threads()):
+        with _threads(self._checking_threads(train_data)):
             self.strategy.agree(lambda: self._check_before_training(train_data, val_data, steps))
         if self.state.threads is None:
             self.state.threads = self._choose_threads(train_data)
@@ -1131,16 +1131,24 @@ class Trainer:
         """Whether the last epoch ended has the monitored metric's best value so far."""
         return bool(self.state.history) and self.state.best_epoch == self.state.epoch
 
-    def _checking_threads(self) -> int | None:
+    def _checking_threads(self, train_data: DataLike) -> int | None:
         """The thread count of the checks before training: the run's when it is known or
-        fixed, else one on the CPU. The checks are a few operators on one batch, and more
-        threads only wait there for the cores of a busy machine (with torch's two threads
-        they took 0.11-0.18 s on a busy two-core machine, with one next to nothing)."""
+        fixed, one while "auto" waits to be measured, else None (torch's). The checks are a
+        few operators on one batch, and more threads only wait there for the cores of a busy
+        machine (with torch's two threads they took 0.11-0.18 s on a busy two-core machine,
+        with one next to nothing)."""
         if self.state.threads is not None:
             return self.state.threads
         if self.settings.threads != "auto":
             return self.settings.threads
-        return 1 if self.device.type == "cpu" else None
+        return 1 if self._measures_threads(train_data) else None
+
+    def _measures_threads(self, train_data: DataLike) -> TypeGuard[Dataset[Any]]:
+        """Whether "auto" is measured (:meth:`_choose_threads`): on the CPU, in one process,
+        for a ``Dataset`` (its first batch is the one timed)."""
+        return (
+            self.device.type == "cpu" and self.world_size == 1 and isinstance(train_data, Dataset)
+        )
 
     def _choose_threads(self, train_data: DataLike) -> int | None:
         """``settings.threads`` as a count, measured for "auto" (on the CPU, one process; with
@@ -1150,7 +1158,7 @@ class Trainer:
             return wanted
         if self.device.type != "cpu":
             return None
-        if self.world_size > 1 or not isinstance(train_data, Dataset):
+        if not self._measures_threads(train_data):
             return torch.get_num_threads()
         counts = threads.candidates(threads.available_cores())
         if len(counts) == 1:
