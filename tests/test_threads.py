@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -262,47 +263,51 @@ class _ThreadsSeen(torch.nn.Module):
         return out
 
 
-def test_evaluation_and_prediction_use_the_count_training_measured(
+@pytest.fixture
+def torch_threads() -> Iterator[Callable[[int], None]]:
+    """Sets torch's thread count for the test (``torch_threads(n)``); restored after it."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def _fit_measuring_two(
     monkeypatch: pytest.MonkeyPatch,
+) -> tuple[_ThreadsSeen, specnet.Trainer, torch.utils.data.Dataset[Any]]:
+    """A trainer fitted for an epoch with "auto" measured as 2 threads, validation included;
+    its model records the thread count of each forward."""
+    monkeypatch.setattr(threads, "available_cores", lambda processes_here=1: 2)
+    monkeypatch.setattr(threads, "choose", lambda step, counts, **kw: (2, {}))
+    model = _ThreadsSeen()
+    trainer = specnet.Trainer(model, batch_size=8, epochs=1, device="cpu")
+    data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
+    trainer.fit(data, val_data=data)
+    return model, trainer, data
+
+
+def test_evaluation_and_prediction_use_the_count_training_measured(
+    monkeypatch: pytest.MonkeyPatch, torch_threads: Callable[[int], None]
 ) -> None:
     # A run's last evaluation (its test split) with torch's threads instead of the measured
     # count waited for a busy core at every operator.
-    monkeypatch.setattr(threads, "available_cores", lambda processes_here=1: 2)
-    monkeypatch.setattr(threads, "choose", lambda step, counts, **kw: (2, {}))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model = _ThreadsSeen()
-        trainer = specnet.Trainer(model, batch_size=8, epochs=1, device="cpu")
-        data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
-        trainer.fit(data, val_data=data)
-        model.seen.clear()
-        trainer.evaluate(data)
-        trainer.predict(torch.randn(8, 4))
-        assert model.seen == [2, 2, 2] and torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    torch_threads(1)
+    model, trainer, data = _fit_measuring_two(monkeypatch)
+    model.seen.clear()
+    trainer.evaluate(data)
+    trainer.predict(torch.randn(8, 4))
+    assert model.seen == [2, 2, 2] and torch.get_num_threads() == 1
 
 
 def test_the_checks_before_training_run_on_one_thread_until_the_count_is_measured(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, torch_threads: Callable[[int], None]
 ) -> None:
     # The checks' forward passes (the model's output against the targets) with torch's two
     # threads took 0.11-0.18 s on a busy two-core machine, with one next to nothing.
-    monkeypatch.setattr(threads, "available_cores", lambda processes_here=1: 2)
-    monkeypatch.setattr(threads, "choose", lambda step, counts, **kw: (2, {}))
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        model = _ThreadsSeen()
-        trainer = specnet.Trainer(model, batch_size=8, epochs=1, device="cpu")
-        data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
-        trainer.fit(data, val_data=data)
-        # The checks on the training and validation data, then the epoch: 2 batches and the
-        # validation's 2.
-        assert model.seen == [1, 1, 2, 2, 2, 2] and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+    torch_threads(2)
+    model, _, _ = _fit_measuring_two(monkeypatch)
+    # The checks on the training and validation data, then the epoch: 2 batches and the
+    # validation's 2.
+    assert model.seen == [1, 1, 2, 2, 2, 2] and torch.get_num_threads() == 2
 
 
 def test_the_checks_use_a_known_or_fixed_count_and_torchs_where_auto_is_not_measured() -> None:
@@ -317,19 +322,15 @@ def test_the_checks_use_a_known_or_fixed_count_and_torchs_where_auto_is_not_meas
     assert auto._checking_threads(data) == 2
 
 
-def test_a_fixed_count_is_used_by_evaluation_before_any_training() -> None:
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        model = _ThreadsSeen()
-        trainer = specnet.Trainer(model, batch_size=8, threads=1, device="cpu")
-        trainer.evaluate(
-            torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,)))
-        )
-        trainer.predict(torch.randn(8, 4))
-        assert model.seen == [1, 1] and torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
+def test_a_fixed_count_is_used_by_evaluation_before_any_training(
+    torch_threads: Callable[[int], None],
+) -> None:
+    torch_threads(2)
+    model = _ThreadsSeen()
+    trainer = specnet.Trainer(model, batch_size=8, threads=1, device="cpu")
+    trainer.evaluate(torch.utils.data.TensorDataset(torch.randn(8, 4), torch.randint(0, 2, (8,))))
+    trainer.predict(torch.randn(8, 4))
+    assert model.seen == [1, 1] and torch.get_num_threads() == 2
 
 
 def test_evaluating_a_runs_weights_uses_the_count_its_run_recorded(tmp_path: Path) -> None:
