@@ -27,7 +27,9 @@ from specnet._train.checkpoint import (
 )
 
 # 40 samples in batches of 8: 5 optimizer steps an epoch, 3 epochs; dropout, so random
-# states matter. A checkpoint every 2 steps and at each epoch's end, all kept.
+# states matter. A checkpoint every 2 steps and at each epoch's end, all kept. One thread
+# fixed: the resumed run is compared bit for bit with another run, and float results depend on
+# the thread count, which threads: auto measures in each run afresh.
 SPEC = """\
 input: [6]
 model:
@@ -44,6 +46,7 @@ train:
   optimizer: {type: SGD, lr: 0.1, momentum: 0.9}
   schedule: {type: StepLR, step_size: 1, gamma: 0.7}
   device: cpu
+  threads: 1
 """
 ARGS = ["--checkpoint-every", "2", "--keep", "0", "--log-every", "1", "--no-progress"]
 

@@ -23,7 +23,10 @@ from specnet._train import checkpoint as _checkpoint
 from specnet._train.checkpoint import Checkpointer, latest_checkpoint, load_state, save_checkpoint
 from specnet._train.errors import CheckpointError
 
-# Digits with dropout (so the random state matters), 23 batches per epoch, 3 epochs.
+# Digits with dropout (so the random state matters), 23 batches per epoch, 3 epochs. One thread
+# fixed: a resumed run is compared bit for bit with an uninterrupted one, and float results
+# depend on the thread count, which threads: auto measures in each run afresh (one run chose 2,
+# the other 1, on a busy machine).
 SPEC = """\
 name: tiny
 input: [1, 8, 8]
@@ -42,6 +45,7 @@ train:
   optimizer: {type: SGD, lr: 0.05, momentum: 0.9}
   schedule: {type: StepLR, step_size: 1, gamma: 0.5}
   metrics: [accuracy]
+  threads: 1
 """
 
 # Runs `specnet train` in a child process that SIGKILLs itself once `when` is true.
