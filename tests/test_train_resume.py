@@ -184,6 +184,43 @@ def test_atomic_write_keeps_the_previous_checkpoint(
         assert torch.equal(restored.state_dict()[k], v)
 
 
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names open files through /proc")
+def test_each_checkpoint_file_is_on_disk_before_its_name_and_its_folder_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A crash at any moment leaves the old checkpoint or the new one: each file's bytes are
+    # fsync'ed under its temporary name, then renamed, then the folder is fsync'ed.
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        events.append(("replace", os.fspath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    save_checkpoint(tmp_path, torch.nn.Linear(3, 2), {"step": 1}, "abc")
+    monkeypatch.undo()
+
+    renamed = [i for i, (kind, _) in enumerate(events) if kind == "replace"]
+    assert [Path(events[i][1]).name for i in renamed] == [
+        "step-000001.safetensors",
+        "step-000001.pt",
+        "step-000001.json",
+    ]
+    start = 0
+    for i in renamed:
+        target = Path(events[i][1])
+        synced = [Path(path) for kind, path in events[start:i] if kind == "fsync"]
+        assert any(p.name.startswith(f".{target.name}.") for p in synced), events[start:i]
+        assert events[i + 1] == ("fsync", str(tmp_path.resolve())), events[i:]
+        start = i + 1
+
+
 def test_old_checkpoints_are_pruned_and_states_load_weights_only(tmp_path: Path) -> None:
     model = torch.nn.Linear(2, 2)
     for step in (5, 10, 15):

@@ -59,12 +59,12 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) 
 def _write_all(path: Path, data: bytes) -> None:
     # Plain system calls, so a full disk is an OSError (ENOSPC) naming the file, whatever wrote
     # the bytes (torch's own writer would report it as a RuntimeError about its zip container).
+    # atomic_write fsyncs the file.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fsync(fd)
     except OSError as exc:
         if exc.errno:
             exc.filename = exc.filename or str(path)
