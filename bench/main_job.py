@@ -2,30 +2,38 @@
 
     python bench/main_job.py [--rounds 5] [--conditions idle,busy] [--markdown]
 
-Each round runs, as fresh processes with cwd the repository root, in turn:
+Each round runs, as fresh processes with cwd the repository root:
 
-- specnet: ``python -m specnet train examples/digits_cnn.yaml --out TMP --overwrite``;
-- script:  ``python bench/_tutorial_digits.py``, the same job written as the PyTorch
-           tutorials write it (nn.Module, DataLoader, the plain loop, torch's default threads).
+- specnet:       ``python -m specnet train examples/digits_cnn.yaml --out TMP --overwrite``,
+                 its data cache warm (as on every run after a spec's first);
+- specnet first: the same with an empty data cache of its own (``SPECNET_CACHE``), as the
+                 first run of a spec: it imports scikit-learn to split Digits;
+- script:        ``python bench/_tutorial_digits.py``, the same job written as the PyTorch
+                 tutorials write it (nn.Module, DataLoader, the plain loop, torch's default
+                 threads).
 
 Wall time is time.perf_counter around subprocess.run (imports, data, training, evaluation
-and writing the run folder all count); "epochs" is the part of it spent in the epochs
-(training and validation: the sum of specnet's metrics.csv seconds, the time the script
-prints), where the thread count matters; accuracy is each one's test accuracy (specnet's from
-``TMP/run.json``, else from its last "test ... accuracy" line). Neither gets thread settings:
-OMP_NUM_THREADS is removed from their environment, and CUDA_VISIBLE_DEVICES="" puts both on
-the CPU (the script has no device code). Conditions: ``idle`` (nothing else running, as far
-as the benchmark knows: the load average at start is printed) and ``busy`` (one
-``while True: pass`` process per core, started before the condition's rounds and killed
-after them). One untimed run of each comes first (the file cache warm for both); rounds are
-interleaved, medians reported, with the ratio script / specnet (above 1: specnet faster) and
-busy / idle of each one's own time.
+and writing the run folder all count); "training" is the part of it from the built optimizer
+to the end of the last epoch (specnet's ``train_seconds`` in ``TMP/run.json``: the checks
+before the first step, the thread measuring, the epochs, validation and checkpoints; the time
+the script prints for its loop: the epochs and validation), where the thread count matters;
+accuracy is each one's test accuracy (specnet's from ``TMP/run.json``). Neither gets thread
+settings: OMP_NUM_THREADS is removed from their environment, and CUDA_VISIBLE_DEVICES="" puts
+both on the CPU (the script has no device code).
+
+Conditions: ``idle`` (nothing else running, as far as the benchmark knows: the load average at
+start is printed) and ``busy`` (one ``while True: pass`` process per core, started before the
+condition's part of a round and killed after it). Every round runs each condition in turn, so
+busy and idle see the same spell of the host; within a condition the order of the contestants
+alternates from round to round. One untimed run of each comes first (the file cache warm, and
+specnet's data cache filled). Reported: medians of each one's times, and the ratios script /
+specnet (above 1: specnet faster) as the median of the rounds' ratios; busy / idle of each
+one's own median time.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -36,12 +44,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "examples/digits_cnn.yaml"
 SCRIPT = "bench/_tutorial_digits.py"
-NAMES = ("specnet", "script")
+NAMES = ("specnet", "specnet first", "script")
+"""The contestants (see the module's docstring)."""
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    """From process start to exit."""
+    training: float
+    """From the built optimizer to the end of the last epoch."""
+    accuracy: float
+    threads: int | None = None
+    """The count specnet's ``threads: auto`` chose."""
 
 
 def accuracy_from_output(text: str) -> float:
@@ -53,44 +74,34 @@ def accuracy_from_output(text: str) -> float:
     return float(found[1]) / (100 if found[2] else 1)
 
 
-def loop_seconds(name: str, output: str, out: Path) -> float:
-    """The seconds the epochs took (training and validation): the script prints them, specnet's
-    metrics.csv has each epoch's."""
-    if name == "specnet":
-        with open(out / "metrics.csv", encoding="utf-8", newline="") as f:
-            return sum(float(row["seconds"]) for row in csv.DictReader(f))
-    found = re.search(r"training loop ([0-9.]+) s", output)
-    if found is None:
-        raise RuntimeError(f"no training loop time in the output:\n{output[-2000:]}")
-    return float(found[1])
-
-
-def run_once(name: str, out: Path) -> tuple[float, float, float]:
-    """One fresh process of ``name``: its wall time (s), test accuracy (a fraction) and the
-    seconds of its epochs. Each run is printed as it ends (specnet's with the thread count
-    it chose)."""
-    if name == "specnet":
-        cmd = [sys.executable, "-m", "specnet", "train", SPEC, "--out", str(out), "--overwrite"]
-    else:
-        cmd = [sys.executable, SCRIPT]
+def run_once(name: str, out: Path) -> Run:
+    """One fresh process of ``name``, printed as it ends."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU for both (the script has no device code)
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
-    seconds = time.perf_counter() - start
+    if name == "script":
+        cmd = [sys.executable, SCRIPT]
+    else:
+        cmd = [sys.executable, "-m", "specnet", "train", SPEC, "--out", str(out), "--overwrite"]
+    with tempfile.TemporaryDirectory() as empty:
+        if name == "specnet first":
+            env["SPECNET_CACHE"] = empty
+        start = time.perf_counter()
+        done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
     output = done.stdout + done.stderr
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} exited {done.returncode}:\n{output[-4000:]}")
-    loop = loop_seconds(name, output, out)
-    record = out / "run.json"
-    if name == "specnet" and record.is_file():
-        run = json.loads(record.read_text())
-        print(
-            f"  {out.name}: specnet {seconds:.1f} s, epochs {loop:.1f} s, threads {run['threads']}"
-        )
-        return seconds, float(run["test"]["accuracy"]), loop
-    print(f"  {out.name}: {name} {seconds:.1f} s, epochs {loop:.1f} s")
-    return seconds, accuracy_from_output(output), loop
+    if name == "script":
+        found = re.search(r"training loop ([0-9.]+) s", output)
+        if found is None:
+            raise RuntimeError(f"no training loop time in the output:\n{output[-2000:]}")
+        run = Run(seconds, float(found[1]), accuracy_from_output(output))
+    else:
+        record = json.loads((out / "run.json").read_text())
+        run = Run(seconds, record["train_seconds"], record["test"]["accuracy"], record["threads"])
+    threads = f", threads {run.threads}" if run.threads is not None else ""
+    print(f"  {out.name}: {name} {seconds:.1f} s, training {run.training:.1f} s{threads}")
+    return run
 
 
 def busy_processes() -> list[subprocess.Popen[bytes]]:
@@ -99,32 +110,39 @@ def busy_processes() -> list[subprocess.Popen[bytes]]:
     return [subprocess.Popen(cmd) for _ in range(os.cpu_count() or 1)]
 
 
-def measure(rounds: int, tmp: Path, busy: bool) -> dict[str, tuple[float, float, float]]:
-    """Median wall time, accuracy and epochs' time of each contestant over interleaved rounds."""
-    spinners = busy_processes() if busy else []
-    try:
-        time.sleep(1.0 if busy else 0.0)  # the spinners running before the first round
-        results: dict[str, list[tuple[float, float, float]]] = {n: [] for n in NAMES}
-        for r in range(rounds):
-            for name in NAMES:
-                out = tmp / f"{'busy' if busy else 'idle'}-{r}"
-                results[name].append(run_once(name, out))
-    finally:
-        for p in spinners:
-            p.kill()
-        for p in spinners:
-            p.wait()
-    return {
-        n: tuple(statistics.median(r[i] for r in v) for i in range(3))  # type: ignore[misc]
-        for n, v in results.items()
-    }
+def measure(rounds: int, tmp: Path, conditions: list[str]) -> dict[str, dict[str, list[Run]]]:
+    """Every run of each condition and contestant, the conditions in turn in every round."""
+    runs: dict[str, dict[str, list[Run]]] = {c: {n: [] for n in NAMES} for c in conditions}
+    for r in range(rounds):
+        for c in conditions:
+            spinners = busy_processes() if c == "busy" else []
+            try:
+                time.sleep(1.0 if spinners else 0.0)  # the spinners running before the runs
+                for name in NAMES if r % 2 == 0 else reversed(NAMES):
+                    runs[c][name].append(run_once(name, tmp / f"{c}-{r}"))
+            finally:
+                for p in spinners:
+                    p.kill()
+                for p in spinners:
+                    p.wait()
+    return runs
+
+
+def ratio(runs: dict[str, list[Run]], name: str, field: str) -> float:
+    """The median over the rounds of the script's ``field`` over ``name``'s."""
+    pairs = zip(runs["script"], runs[name], strict=True)
+    return statistics.median(float(getattr(s, field)) / float(getattr(o, field)) for s, o in pairs)
+
+
+def median(runs: list[Run], field: str) -> float:
+    return statistics.median(float(getattr(r, field)) for r in runs)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--rounds", type=int, default=5, help="rounds per condition")
+    ap.add_argument("--rounds", type=int, default=5, help="rounds (each runs every condition)")
     ap.add_argument("--conditions", default="idle,busy", help="idle, busy or both")
     ap.add_argument("--markdown", action="store_true", help="a markdown table for the README")
     args = ap.parse_args()
@@ -138,37 +156,46 @@ def main() -> None:
         f"Python {platform.python_version()}; load average {os.getloadavg()[0]:.2f} at start"
     )
     print(f"{SPEC} from process start to exit: specnet train against {SCRIPT}")
-    print(f"{args.rounds} interleaved round(s) per condition after one warm-up run; medians\n")
+    print(f"{args.rounds} round(s) of {' and '.join(conditions)} after one warm-up run each\n")
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)
         for name in NAMES:
             run_once(name, tmp / "warm-up")
-        results = {c: measure(args.rounds, tmp, c == "busy") for c in conditions}
+        runs = measure(args.rounds, tmp, conditions)
 
+    header = ["condition", "contestant", "whole run (s)", "script / it"]
+    header += ["training (s)", "script / it", "test accuracy"]
     rows = []
-    for c, res in results.items():
-        (spec_s, spec_acc, spec_loop), (script_s, script_acc, script_loop) = (
-            res["specnet"],
-            res["script"],
-        )
-        times = [f"{spec_s:.1f}", f"{script_s:.1f}", f"{script_s / spec_s:.2f}"]
-        loops = [f"{spec_loop:.1f}", f"{script_loop:.1f}", f"{script_loop / spec_loop:.2f}"]
-        rows.append([c, *times, *loops, f"{spec_acc:.4f}", f"{script_acc:.4f}"])
-    header = ["condition", "specnet (s)", "script (s)", "script/specnet"]
-    header += ["specnet epochs (s)", "script epochs (s)", "script/specnet"]
-    header += ["specnet acc", "script acc"]
+    for c, by_name in runs.items():
+        for name, found in by_name.items():
+            mine = name == "script"
+            rows.append(
+                [
+                    c,
+                    name,
+                    f"{median(found, 'seconds'):.1f}",
+                    "" if mine else f"{ratio(by_name, name, 'seconds'):.2f}",
+                    f"{median(found, 'training'):.1f}",
+                    "" if mine else f"{ratio(by_name, name, 'training'):.2f}",
+                    f"{median(found, 'accuracy'):.2%}",
+                ]
+            )
+    print()
     if args.markdown:
         print("| " + " | ".join(header) + " |")
-        print("|" + "---|" * len(header))
+        print("|" + " --- |" * len(header))
         for row in rows:
             print("| " + " | ".join(row) + " |")
     else:
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
         for row in [header, *rows]:
             print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
-    if "idle" in results and "busy" in results:
-        spec, script = (results["busy"][n][0] / results["idle"][n][0] for n in NAMES)
-        print(f"\nbusy / idle: specnet {spec:.2f}x its idle time (script {script:.2f}x)")
+    if "idle" in runs and "busy" in runs:
+        slower = {
+            n: median(runs["busy"][n], "seconds") / median(runs["idle"][n], "seconds")
+            for n in NAMES
+        }
+        print("\nbusy / idle: " + ", ".join(f"{n} {v:.2f}x" for n, v in slower.items()))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -212,8 +213,11 @@ def test_run_json_names_versions_device_seed_command_and_commit(tmp_path: Path) 
     subprocess.run([*git, "commit", "-q", "-m", "spec"], check=True)
     head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True)
     out = tmp_path / "run"
+    started = time.perf_counter()
     assert main(["train", str(repo / "digits.yaml"), "--out", str(out), "--no-progress"]) == 0
+    elapsed = time.perf_counter() - started
     record = json.loads((out / "run.json").read_text())
+    assert 0 < record["train_seconds"] < elapsed  # the training, a part of the command
     assert record["specnet"] == specnet.__version__
     assert record["torch"] == torch.__version__
     assert record["python"] == ".".join(map(str, sys.version_info[:3]))

@@ -271,13 +271,13 @@ def torch_threads() -> Iterator[Callable[[int], None]]:
     torch.set_num_threads(before)
 
 
-def _fit_measuring_two(
-    monkeypatch: pytest.MonkeyPatch,
+def _fit_measuring(
+    monkeypatch: pytest.MonkeyPatch, count: int = 2
 ) -> tuple[_ThreadsSeen, specnet.Trainer, torch.utils.data.Dataset[Any]]:
-    """A trainer fitted for an epoch with "auto" measured as 2 threads, validation included;
-    its model records the thread count of each forward."""
+    """A trainer fitted for an epoch with "auto" measured as ``count`` threads (of 2 cores),
+    validation included; its model records the thread count of each forward."""
     monkeypatch.setattr(threads, "available_cores", lambda processes_here=1: 2)
-    monkeypatch.setattr(threads, "choose", lambda step, counts, **kw: (2, {}))
+    monkeypatch.setattr(threads, "choose", lambda step, counts, **kw: (count, {}))
     model = _ThreadsSeen()
     trainer = specnet.Trainer(model, batch_size=8, epochs=1, device="cpu")
     data = torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,)))
@@ -290,12 +290,12 @@ def test_evaluation_and_prediction_use_the_count_training_measured(
 ) -> None:
     # A run's last evaluation (its test split) with torch's threads instead of the measured
     # count waited for a busy core at every operator.
-    torch_threads(1)
-    model, trainer, data = _fit_measuring_two(monkeypatch)
+    torch_threads(2)
+    model, trainer, data = _fit_measuring(monkeypatch, 1)
     model.seen.clear()
     trainer.evaluate(data)
     trainer.predict(torch.randn(8, 4))
-    assert model.seen == [2, 2, 2] and torch.get_num_threads() == 1
+    assert model.seen == [1, 1, 1] and torch.get_num_threads() == 2
 
 
 def test_the_checks_before_training_run_on_one_thread_until_the_count_is_measured(
@@ -304,7 +304,7 @@ def test_the_checks_before_training_run_on_one_thread_until_the_count_is_measure
     # The checks' forward passes (the model's output against the targets) with torch's two
     # threads took 0.11-0.18 s on a busy two-core machine, with one next to nothing.
     torch_threads(2)
-    model, _, _ = _fit_measuring_two(monkeypatch)
+    model, _, _ = _fit_measuring(monkeypatch)
     # The checks on the training and validation data, then the epoch: 2 batches and the
     # validation's 2.
     assert model.seen == [1, 1, 2, 2, 2, 2] and torch.get_num_threads() == 2
@@ -333,7 +333,9 @@ def test_a_fixed_count_is_used_by_evaluation_before_any_training(
     assert model.seen == [1, 1] and torch.get_num_threads() == 2
 
 
-def test_evaluating_a_runs_weights_uses_the_count_its_run_recorded(tmp_path: Path) -> None:
+def test_evaluating_a_runs_weights_uses_the_count_its_run_recorded(
+    tmp_path: Path, torch_threads: Callable[[int], None]
+) -> None:
     # specnet evaluate and specnet predict: a trainer on saved weights, threads: auto.
     path = tmp_path / "net.yaml"
     path.write_text("input: [4]\nmodel: {type: Linear, out_features: 2}\ntrain: {device: cpu}\n")
@@ -342,8 +344,79 @@ def test_evaluating_a_runs_weights_uses_the_count_its_run_recorded(tmp_path: Pat
     run.mkdir()
     save_weights(run / "model.safetensors", specnet.build(spec), model_hash(spec.data))
     (run / "run.json").write_text(json.dumps({"threads": 3}))
+    torch_threads(4)
     assert trainer_with_weights(spec, run / "model.safetensors").state.threads == 3
+    torch_threads(2)  # another machine's two cores, or OMP_NUM_THREADS=2: at most torch's count
+    assert trainer_with_weights(spec, run / "model.safetensors").state.threads == 2
     (run / "run.json").write_text(json.dumps({"threads": None}))  # a run on a GPU
     assert trainer_with_weights(spec, run).state.threads is None
     (run / "run.json").unlink()  # a lone weights file
     assert trainer_with_weights(spec, run / "model.safetensors").state.threads is None
+
+
+def test_auto_measures_no_more_threads_than_torchs_count(
+    monkeypatch: pytest.MonkeyPatch, torch_threads: Callable[[int], None]
+) -> None:
+    # OMP_NUM_THREADS=2 or torch.set_num_threads(2) on an 8-core machine is the caller's limit.
+    monkeypatch.setattr(threads, "available_cores", lambda processes_here=1: 8)
+    measured: list[list[int]] = []
+
+    def choose(step: object, counts: list[int], **kw: object) -> tuple[int, dict[int, float]]:
+        measured.append(list(counts))
+        return counts[-1], {}
+
+    monkeypatch.setattr(threads, "choose", choose)
+    torch_threads(2)
+    trainer = specnet.Trainer(torch.nn.Linear(4, 2), batch_size=8, epochs=1, device="cpu")
+    trainer.fit(torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,))))
+    assert measured == [[1, 2]] and trainer.state.threads == 2
+    torch_threads(1)
+    one = specnet.Trainer(torch.nn.Linear(4, 2), batch_size=8, epochs=1, device="cpu")
+    one.fit(torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,))))
+    assert measured == [[1, 2]] and one.state.threads == 1  # nothing left to measure
+
+
+class _Stream(torch.utils.data.IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        g = torch.Generator().manual_seed(0)
+        for i in range(24):
+            yield torch.randn(4, generator=g), torch.tensor(i % 2)
+
+
+class _Uncopyable(torch.nn.Linear):
+    def __deepcopy__(self, memo: object) -> None:
+        raise TypeError("cannot pickle '_thread.lock' object")
+
+
+@pytest.mark.parametrize(
+    ("model", "data"),
+    [
+        (torch.nn.Linear(4, 2), _Stream()),  # not read ahead of its epochs
+        (
+            _Uncopyable(4, 2),
+            torch.utils.data.TensorDataset(torch.randn(16, 4), torch.randint(0, 2, (16,))),
+        ),
+    ],
+    ids=["iterable-data", "a-model-that-cannot-be-copied"],
+)
+def test_auto_keeps_torchs_count_where_it_cannot_measure(
+    monkeypatch: pytest.MonkeyPatch,
+    torch_threads: Callable[[int], None],
+    model: torch.nn.Module,
+    data: torch.utils.data.Dataset[Any],
+) -> None:
+    monkeypatch.setattr(threads, "available_cores", lambda processes_here=1: 2)
+    torch_threads(2)
+    trainer = specnet.Trainer(model, batch_size=8, epochs=1, device="cpu")
+    trainer.fit(data)
+    assert trainer.state.threads == 2
+    assert trainer.state.step == (3 if isinstance(data, _Stream) else 2)  # batches of 8
+
+
+def test_training_on_no_samples_is_refused_before_the_first_step() -> None:
+    empty = torch.utils.data.TensorDataset(torch.zeros(0, 4), torch.zeros(0, dtype=torch.long))
+    for count in ("auto", 1):
+        trainer = specnet.Trainer(torch.nn.Linear(4, 2), batch_size=8, threads=count)
+        with pytest.raises(specnet.SpecnetError, match="has no samples"):
+            trainer.fit(empty)
+        assert trainer.state.step == 0

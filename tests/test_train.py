@@ -402,3 +402,35 @@ def test_every_metric_is_computed_on_what_it_needs_and_refuses_the_rest(name: st
         if other is not needs:
             with pytest.raises(TrainingError, match=re.escape(f"'{name}' needs {needs.text}")):
                 trainer.evaluate(TensorDataset(x, y))
+
+
+class _Samples(torch.utils.data.IterableDataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A stream of (input, target) samples."""
+
+    def __init__(self, data: TensorDataset) -> None:
+        self.data = data
+
+    def __iter__(self) -> Any:
+        return (self.data[i] for i in range(len(self.data)))
+
+
+class _SizedSamples(_Samples):
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+@pytest.mark.parametrize("stream", [_Samples, _SizedSamples], ids=["unsized", "sized"])
+def test_an_iterable_dataset_is_batched_in_its_order_as_torch_does(stream: type[_Samples]) -> None:
+    # torch's DataLoader batches an IterableDataset's samples; one with a length is no
+    # map-style data set: the trainer cannot index it.
+    data = blobs(40)
+    results = []
+    for d in (stream(data), DataLoader(data, batch_size=8)):
+        torch.manual_seed(0)
+        model = nn.Linear(4, 2)
+        trainer = Trainer(model, loss="CrossEntropyLoss", batch_size=8, epochs=2, threads=1)
+        trainer.fit(d)
+        results.append((trainer.state.step, [p.detach().clone() for p in model.parameters()]))
+    (steps, weights), (loader_steps, loader_weights) = results
+    assert steps == loader_steps == 10
+    assert all(torch.equal(a, b) for a, b in zip(weights, loader_weights, strict=True))

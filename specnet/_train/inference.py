@@ -72,12 +72,15 @@ def trainer_with_weights(spec: Spec, checkpoint: str | os.PathLike[str]) -> Trai
 
 def _run_threads(checkpoint: str | os.PathLike[str]) -> int | None:
     """The thread count that the run of the weights ``checkpoint`` names measured (its
-    ``run.json``), which evaluation and prediction use as the run's own did; None for a lone
+    ``run.json``), which evaluation and prediction use as the run's own did, at most torch's
+    count here (another machine's cores, or the caller's ``OMP_NUM_THREADS``); None for a lone
     weights file or a run that recorded none (torch's count then)."""
     folder = _run_folder(checkpoint)
     record = read_record(folder) if folder is not None else None
     count = record.get("threads") if record is not None else None
-    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
+    if not isinstance(count, int) or isinstance(count, bool) or count <= 0:
+        return None
+    return min(count, torch.get_num_threads())
 
 
 def evaluate_checkpoint(

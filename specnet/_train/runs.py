@@ -717,10 +717,12 @@ def _run(
             _writing(out, lambda: _clear(out))
         if main:
             _writing(out, lambda: _start_folder(out, spec, command))
+        started = time.perf_counter()
         if evaluated is not None:
             trainer.fit(splits.train, evaluated[1], val_name=evaluated[0])
         else:
             trainer.fit(splits.train)
+        record["train_seconds"] = round(time.perf_counter() - started, 3)
     except NonFiniteLossError as exc:
         bar.close()
         if main:

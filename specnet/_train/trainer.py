@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, cast
 import torch
 from pydantic import ValidationError
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset, default_collate
+from torch.utils.data import DataLoader, Dataset, IterableDataset, TensorDataset, default_collate
 
 from specnet._front.errors import Path, SpecValidationError, did_you_mean
 from specnet._front.registry import Registry, losses, optimizers, schedulers
@@ -88,6 +88,17 @@ OptimizerObject = torch.optim.Optimizer | Callable[[Iterable[nn.Parameter]], tor
 ScheduleObject = torch.optim.lr_scheduler.LRScheduler | Callable[..., Any]
 """A scheduler, or a function of the optimizer returning one."""
 DataLike = Dataset[Any] | DataLoader[Any] | Iterable[Any]
+
+
+def _map_style(data: object) -> TypeGuard[Dataset[Any]]:
+    """Whether ``data`` is a sized map-style ``Dataset``: the trainer orders, shards and
+    batches its samples by index (and resumes part-way through an epoch)."""
+    return (
+        isinstance(data, Dataset)
+        and not isinstance(data, IterableDataset)
+        and hasattr(data, "__len__")
+    )
+
 
 _OBJECTS = ("loss", "optimizer", "schedule")
 """Settings that may also be given as torch objects, not by name."""
@@ -419,8 +430,9 @@ class Trainer:
 
     Batches are ``(input, target)`` pairs; an input that is a tuple or a mapping is passed as
     positional or keyword arguments. ``fit`` and ``evaluate`` take a ``Dataset`` (batched by
-    the trainer, shuffled with the seed for training), a ``DataLoader`` or any iterable of
-    batches; only a ``Dataset`` resumes mid-epoch in the same order.
+    the trainer, shuffled with the seed for training), an ``IterableDataset`` (batched in its
+    order), a ``DataLoader`` or any iterable of batches; only a map-style ``Dataset`` resumes
+    mid-epoch in the same order.
 
     ``callbacks`` are objects with any of the methods in :data:`HOOKS` (see :class:`Callback`
     and this module's docstring for the order); :meth:`on` adds plain functions.
@@ -696,10 +708,17 @@ class Trainer:
     def _loader(self, data: DataLike, *, train: bool, shard: bool = True) -> Iterable[Any]:
         if isinstance(data, torch.Tensor):
             data = TensorDataset(data)
-        if not isinstance(data, Dataset) or not hasattr(data, "__len__"):
+        if isinstance(data, IterableDataset):  # samples in the stream's order, batched
+            return DataLoader(
+                data,
+                batch_size=self.settings.batch_size,
+                num_workers=self.num_workers,
+                pin_memory=self.device.type == "cuda",
+            )
+        if not _map_style(data):
             return cast(Iterable[Any], data)
         order = BatchOrder(
-            len(data),
+            len(data),  # type: ignore[arg-type]
             self.settings.batch_size,
             seed=self.state.data_seed or 0,
             shuffle=train,
@@ -718,7 +737,7 @@ class Trainer:
         )
 
     def _check_data(self, data: DataLike, what: str) -> None:
-        if self.inputs is None or not isinstance(data, Dataset) or not hasattr(data, "__len__"):
+        if self.inputs is None or not _map_style(data):
             return
         from .data import check_fits
 
@@ -733,9 +752,14 @@ class Trainer:
         """Refuse, before the first step, what torch would only reject (or silently accept) at
         the first step: a batch larger than the data set, targets the loss cannot take, and
         optimizer or schedule arguments that fail at their first step."""
-        if isinstance(train_data, Dataset) and hasattr(train_data, "__len__"):
-            n = len(train_data)
-            if n and self.settings.batch_size > n:
+        if _map_style(train_data):
+            n = len(train_data)  # type: ignore[arg-type]
+            if n == 0:
+                raise self._error(
+                    "data",
+                    f"{self._named_data('train')} has no samples: there is nothing to train on",
+                )
+            if self.settings.batch_size > n:
                 raise self._error(
                     "batch_size",
                     f"batch_size {self.settings.batch_size} is larger than "
@@ -756,11 +780,11 @@ class Trainer:
     def _check_targets(self, data: DataLike, split: str) -> None:
         """The model's output on a sample batch (the data's first samples, in eval mode, no
         random state drawn) against the targets and the loss (:func:`target_problem`)."""
-        if not isinstance(data, Dataset) or not hasattr(data, "__len__") or len(data) == 0:
+        if not _map_style(data) or len(data) == 0:  # type: ignore[arg-type]
             return
         from .targets import target_problem
 
-        k = min(len(data), self.settings.batch_size)
+        k = min(len(data), self.settings.batch_size)  # type: ignore[arg-type]
         with contextlib.ExitStack() as stack:
             devices = [self.device] if self.device.type == "cuda" else []
             stack.enter_context(torch.random.fork_rng(devices=devices))
@@ -1145,29 +1169,40 @@ class Trainer:
 
     def _measures_threads(self, train_data: DataLike) -> TypeGuard[Dataset[Any]]:
         """Whether "auto" is measured (:meth:`_choose_threads`): on the CPU, in one process,
-        for a ``Dataset`` (its first batch is the one timed)."""
+        for a map-style ``Dataset`` with samples (its first batch is the one timed; an iterable
+        one is not read ahead of its epochs)."""
         return (
-            self.device.type == "cpu" and self.world_size == 1 and isinstance(train_data, Dataset)
+            self.device.type == "cpu"
+            and self.world_size == 1
+            and _map_style(train_data)
+            and len(train_data) > 0  # type: ignore[arg-type]
         )
 
     def _choose_threads(self, train_data: DataLike) -> int | None:
         """``settings.threads`` as a count, measured for "auto" (on the CPU, one process; with
-        several, torchrun's share of the cores stands). None off the CPU with "auto"."""
+        several, torchrun's share of the cores stands), at most torch's count (the caller's
+        ``OMP_NUM_THREADS`` or ``torch.set_num_threads`` is a limit). torch's count when it
+        cannot be measured (iterable data, a model that cannot be copied); None off the CPU
+        with "auto"."""
         wanted = self.settings.threads
         if wanted != "auto":
             return wanted
         if self.device.type != "cpu":
             return None
+        limit = torch.get_num_threads()
         if not self._measures_threads(train_data):
-            return torch.get_num_threads()
-        counts = threads.candidates(threads.available_cores())
+            return limit
+        counts = threads.candidates(min(threads.available_cores(), limit))
         if len(counts) == 1:
             return counts[0]
+        try:
+            model = copy.deepcopy(self.model).train()  # its batch statistics change
+        except (TypeError, RuntimeError, copy.Error):  # e.g. a module holding a lock
+            return limit
         n = min(self.settings.batch_size, len(train_data))  # type: ignore[arg-type]
         saved = _rng_state()  # a data set's transforms and the model's dropout draw from it
         try:
             x = _move(default_collate([train_data[i] for i in range(n)])[0], self.device)
-            model = copy.deepcopy(self.model).train()  # its batch statistics change
 
             def step() -> None:
                 # The model's forward and backward are the step's cost; the loss is a stand-in
