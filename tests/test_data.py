@@ -3,6 +3,7 @@ the bundled Digits, Synthetic and TensorFile, and the check that samples fit the
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import struct
@@ -176,13 +177,41 @@ def test_digits_is_split_by_seed_and_normalised() -> None:
     assert not torch.equal(other.tensors[0], x)
 
 
-def test_digits_test_fraction_is_checked() -> None:
-    with pytest.raises(specnet.SpecValidationError, match="test_fraction must be between 0 and 1"):
-        load_dataset(
-            Component(type="Digits", args={"test_fraction": 1.5}),
-            "train",
-            input=TensorSpec(shape=(1, 8, 8)),
-        )
+@pytest.mark.parametrize(
+    ("data", "key", "message"),
+    [
+        ({"test_fraction": 1.5}, "test_fraction", "expected float in (0, 1), got 1.5"),
+        ({"test_fraction": 0.5, "val_fraction": 0.5}, "val_fraction", "must be below 0.95"),
+        ({"val_fraction": 0.001}, "val_fraction", "fewer than one per class"),
+        ({"test_fraction": 0.004}, "test_fraction", "fewer than one per class"),
+        ({"tset_fraction": 0.3}, "tset_fraction", "did you mean 'test_fraction'"),
+    ],
+)
+def test_digits_arguments_are_refused_alike_by_validation_and_by_loading(
+    data: dict[str, Any], key: str, message: str
+) -> None:
+    # specnet validate, specnet train and a TrainSpec made in Python read one description.
+    text = f"input: [1, 8, 8]\nmodel: Flatten\ntrain: {{data: {json.dumps({'type': 'Digits', **data})}}}\n"
+    with pytest.raises(specnet.SpecValidationError) as validated:
+        specnet.load(text)
+    with pytest.raises(specnet.SpecValidationError) as loaded:
+        train = specnet.TrainSpec(data={"type": "Digits", **data})
+        assert train.data is not None
+        load_dataset(train.data, "train", input=TensorSpec(shape=(1, 8, 8)))
+    for found in (validated.value, loaded.value):
+        (item,) = found.errors
+        assert item.path == ("train", "data", key) and message in item.msg
+    assert validated.value.errors[0].msg == loaded.value.errors[0].msg
+
+
+def test_a_component_takes_its_arguments_as_a_spec_writes_them_and_no_other_key() -> None:
+    flat = Component.model_validate({"type": "Digits", "test_fraction": 0.3})
+    assert flat == Component(type="Digits", args={"test_fraction": 0.3})
+    assert Component.model_validate("Digits") == Component(type="Digits")
+    mixed = Component.model_validate({"type": "Digits", "args": {}, "seed": 1})
+    assert mixed.args == {"args": {}, "seed": 1}  # nothing dropped: loading names them
+    with pytest.raises(specnet.SpecValidationError, match="unknown argument 'args' for Digits"):
+        load_dataset(mixed, "train", input=TensorSpec(shape=(1, 8, 8)))
 
 
 def test_synthetic_follows_the_spec_and_the_model() -> None:

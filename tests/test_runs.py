@@ -195,6 +195,39 @@ def test_a_monitor_of_a_split_the_run_does_not_evaluate_is_a_located_error(
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
+@pytest.mark.parametrize(
+    ("data", "monitor", "evaluated"),
+    [
+        ("{type: Digits, val_fraction: 0.0}", "val_loss", "test"),
+        ("{type: Digits, val_fraction: 0.1}", "test_accuracy", "val"),
+        ("{type: Synthetic, samples: 64, test_samples: 0}", "test_loss", None),
+    ],
+)
+def test_validate_knows_the_split_a_data_set_evaluates_and_refuses_a_monitor_of_another(
+    tmp_path: Path, data: str, monitor: str, evaluated: str | None
+) -> None:
+    # specnet validate (and pre-commit) see what specnet train would refuse.
+    text = DIGITS.replace("{type: Digits, test_fraction: 0.2, val_fraction: 0.1}", data)
+    text += f"  monitor: {monitor}\n"
+    (error,) = specnet.validate(text)
+    said = f"the {evaluated} split" if evaluated else "no split"
+    assert "train.monitor:" in error and f"(this run evaluates {said})" in error
+    # The run's own check, on the spec with the monitor put in past validation:
+    spec = specnet.load(text.replace(f"  monitor: {monitor}\n", ""))
+    train = spec.train.model_copy(update={"monitor": monitor})
+    with pytest.raises(specnet.SpecValidationError) as refused:
+        train_run(spec.model_copy(update={"train": train}), tmp_path / "run", progress=False)
+    assert refused.value.errors[0].msg in error
+
+
+def test_validate_leaves_a_monitor_to_the_run_where_only_the_data_tells_its_splits() -> None:
+    text = DIGITS.replace(
+        "{type: Digits, test_fraction: 0.2, val_fraction: 0.1}", "{type: TensorFile, path: t.pt}"
+    )
+    assert specnet.validate(text + "  monitor: val_loss\n") == []
+    assert specnet.validate(text + "  monitor: test_loss\n") == []
+
+
 def test_an_unknown_monitor_column_is_a_validation_error() -> None:
     errors = specnet.validate(DIGITS + "  monitor: val_acuracy\n")
     assert len(errors) == 1 and "did you mean 'val_accuracy'" in errors[0]

@@ -392,8 +392,10 @@ def _datasets(page: _Page) -> None:
         "Data sets",
         "`train.data`: what `specnet train` trains on, bare (`data: Digits`) or as a mapping "
         "with its arguments. Each gives `(input, target)` samples of one input, for a train "
-        "split and a test split (the validation data, each epoch); the first sample must "
-        "match the spec's `input` (shape and dtype), or training does not start.",
+        "split, a validation split where it has one and a test split; the split evaluated "
+        "each epoch is the validation split, else the test split (`monitor:` names its "
+        "columns). The first sample must match the spec's `input` (shape and dtype), or "
+        "training does not start.",
         datasets().values(),
         words=_dataset_words,
     )
@@ -415,8 +417,9 @@ def _transforms(page: _Page) -> None:
 def _metrics(page: _Page) -> None:
     anchor = page.heading(2, "Metrics")
     page.paragraph(
-        "`train.metrics`: a list of these names, computed on the validation data each epoch "
-        "(columns `val_<name>` of `metrics.csv`, beside `val_loss`)."
+        "`train.metrics`: a list of these names, computed each epoch on the split evaluated "
+        "then (columns `val_<name>` of `metrics.csv` beside `val_loss`, or `test_<name>` for "
+        "a data set without a validation split) and on the test split at the end."
     )
     page.table(
         ("metric", "what it is", "what it needs"),

@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from .errors import MissingDependency
-from .trainspec import Component, TrainSpec
+from .trainspec import WEIGHTS_FILES, Component, TrainSpec
 
 __all__ = [
     "DATA_SETS",
@@ -80,9 +80,6 @@ PACKAGES: dict[str, Package] = {
 
 WEIGHTS_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*_Weights\.[A-Za-z][A-Za-z0-9_]*$")
 """A torchvision weights enum entry, ``<Model>_Weights.<NAME>`` (``train.init_from``)."""
-
-WEIGHTS_FILES = (".safetensors", ".pt", ".pth", ".bin")
-"""The suffixes of weights files ``train.init_from`` reads."""
 
 
 def is_weights_name(init_from: str) -> bool:

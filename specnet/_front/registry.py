@@ -91,6 +91,16 @@ class TypeDef:
     """Returns the class (or callable) that builds the object; imports lazily."""
     stepping: str | None = None
     """Schedulers: when the trainer steps them (``"epoch"``, ``"batch"`` or ``"metric"``)."""
+    problems: Callable[[Mapping[str, Any]], list[tuple[str, str]]] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Data sets: what is wrong with the arguments together (every argument given, defaults
+    filled in), each as the argument to blame and why; validation and loading both ask."""
+    splits: Callable[[Mapping[str, Any]], frozenset[str] | None] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Data sets: the splits the arguments give (of "train", "val", "test"); None, or no
+    function, where only reading the data tells."""
 
     @property
     def infers(self) -> frozenset[str]:

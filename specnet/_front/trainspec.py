@@ -10,17 +10,26 @@ from __future__ import annotations
 import functools
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from annotated_types import Ge, Gt, MinLen
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from .errors import Path, did_you_mean
+from .errors import Path, SpecValidationError, did_you_mean
 from .registry import Kind, Param, Registry, TypeDef, losses, optimizers, schedulers
+from .source import Document, SourceMap
 from .types import Range, TypeSpec, describe
 from .validate.args import Arguments as Checker
 from .validate.args import pydantic_problem, wrong_value
@@ -28,16 +37,22 @@ from .validate.context import Ctx, show
 
 __all__ = [
     "CLASS_SCORES",
+    "DIGITS_CLASSES",
+    "DIGITS_IMAGES",
     "LOGGERS",
     "METRICS",
     "SAME_SIZE",
+    "WEIGHTS_FILES",
     "Component",
     "Metric",
     "Needs",
     "TrainSpec",
     "check_train",
+    "checked_component",
+    "data_splits",
     "datasets",
     "default_monitor",
+    "evaluated_split",
     "monitor_columns",
     "monitor_mismatch",
     "monitor_mode",
@@ -47,6 +62,9 @@ __all__ = [
     "transforms",
     "unknown_metric",
 ]
+
+WEIGHTS_FILES = (".safetensors", ".pt", ".pth", ".bin")
+"""The suffixes of weights files ``train.init_from`` reads (the first is safetensors)."""
 
 Tensor = Any
 """A ``torch.Tensor``. The metrics only call its methods: this module does not import torch."""
@@ -73,7 +91,7 @@ SAME_SIZE = Needs(
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric ``train.metrics`` may name, computed on the validation data each epoch."""
+    """A metric ``train.metrics`` may name, computed each epoch on the split evaluated then."""
 
     name: str
     doc: str
@@ -81,6 +99,8 @@ class Metric:
     total: Callable[[Tensor, Tensor], tuple[Tensor, int]]
     """A batch's sum of the metric (a tensor, on the device) and how many values it sums;
     over the data, the metric is the sum of the sums divided by the sum of the counts."""
+    higher_is_better: bool = False
+    """Whether a larger value is better (``monitor``'s default ``mode`` is then max)."""
 
 
 def _accuracy(out: Tensor, y: Tensor) -> tuple[Tensor, int]:
@@ -110,12 +130,14 @@ METRICS: dict[str, Metric] = {
             "Share of samples whose highest score is the target class.",
             CLASS_SCORES,
             _accuracy,
+            higher_is_better=True,
         ),
         Metric(
             "top5_accuracy",
             "Share of samples whose target class is among the 5 highest scores.",
             CLASS_SCORES,
             _top5_accuracy,
+            higher_is_better=True,
         ),
         Metric("mse", "Mean squared error.", SAME_SIZE, _mse),
         Metric("mae", "Mean absolute error.", SAME_SIZE, _mae),
@@ -149,12 +171,29 @@ LOGGERS: tuple[str, ...] = typing.get_args(Logger)
 
 
 class Component(BaseModel):
-    """A torch object named by type, with its arguments: ``{type: SGD, lr: 0.1}``."""
+    """A torch object named by type, with its arguments: ``{type: SGD, lr: 0.1}``.
 
-    model_config = ConfigDict(frozen=True)
+    Made from a name (``"SGD"``), a mapping as a spec writes it (``{"type": "SGD", "lr":
+    0.1}``) or ``type`` and ``args``; no other key is taken."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     type: str
     args: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _as_written(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"type": value}
+        if isinstance(value, Mapping) and not (
+            set(value) <= {"type", "args"} and isinstance(value.get("args", {}), Mapping)
+        ):
+            return {
+                "type": value.get("type"),
+                "args": {k: v for k, v in value.items() if k != "type"},
+            }
+        return value
 
 
 class TrainSpec(BaseModel):
@@ -184,13 +223,14 @@ class TrainSpec(BaseModel):
         None, description="A torch.optim.lr_scheduler by name, e.g. {type: StepLR, step_size: 10}."
     )
     metrics: tuple[MetricName, ...] = Field(
-        (), description="Metrics computed on the validation data each epoch."
+        (),
+        description="Metrics computed each epoch on the split evaluated (validation, else test) and on the test split at the end.",
     )
     seed: int = Field(0, description="Seed for every random number generator.")
     device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|cuda(:[0-9]+)?|mps)$",
-        description="auto (CUDA when present), cpu, cuda or cuda:N.",
+        description="auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps.",
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
         "fp32", description="fp32, or bf16/fp16 autocast (fp16 with a gradient scaler)."
@@ -237,7 +277,7 @@ class TrainSpec(BaseModel):
     init_from: str | None = Field(
         None,
         min_length=1,
-        description="Initial weights for a new run: a .safetensors file, a .pt/.pth state_dict (read with weights_only=True), or a torchvision weights name such as ResNet18_Weights.IMAGENET1K_V1 for a spec whose state_dict matches; relative paths are relative to the spec file.",
+        description=f"Initial weights for a new run: a {WEIGHTS_FILES[0]} file, a {'/'.join(WEIGHTS_FILES[1:])} state_dict (read with weights_only=True), or a torchvision weights name such as ResNet18_Weights.IMAGENET1K_V1 for a spec whose state_dict matches; relative paths are relative to the spec file.",
     )
     data_on_device: bool = Field(
         False,
@@ -357,8 +397,59 @@ _COMPONENT_KEYS = ("data", "loss", "optimizer", "schedule")
 _VISION = "MNIST FashionMNIST KMNIST CIFAR10 CIFAR100 SVHN"
 
 
-def _typedef(name: str, kind: Kind, params: tuple[Param, ...], doc: str) -> TypeDef:
-    return TypeDef(name, kind, params, doc)
+def _typedef(name: str, kind: Kind, params: tuple[Param, ...], doc: str, **more: Any) -> TypeDef:
+    return TypeDef(name, kind, params, doc, **more)
+
+
+DIGITS_IMAGES, DIGITS_CLASSES = 1797, 10
+"""scikit-learn's digits: its images and classes (a stratified split holds one of each class)."""
+
+DIGITS_HELD_OUT_BELOW = 0.95
+"""Digits' test_fraction + val_fraction stays below this: the rest of the images train."""
+
+
+def _digits_problems(args: Mapping[str, Any]) -> list[tuple[str, str]]:
+    test, val = args["test_fraction"], args["val_fraction"]
+    out = []
+    if test + val >= DIGITS_HELD_OUT_BELOW:
+        out.append(
+            (
+                "val_fraction",
+                f"test_fraction {test} + val_fraction {val} must be below "
+                f"{DIGITS_HELD_OUT_BELOW}, to leave images to train on",
+            )
+        )
+    for key, share in (("test_fraction", test), ("val_fraction", val)):
+        held = round(share * DIGITS_IMAGES)
+        if share and held < DIGITS_CLASSES:
+            out.append(
+                (
+                    key,
+                    f"{key} {share} holds out {held} of the {DIGITS_IMAGES} images, fewer than "
+                    f"one per class ({DIGITS_CLASSES}): use at least "
+                    f"{DIGITS_CLASSES / DIGITS_IMAGES:.4f}"
+                    + (" or 0" if key == "val_fraction" else ""),
+                )
+            )
+    return out
+
+
+def _given(**splits: bool) -> frozenset[str]:
+    return frozenset(["train", *(k for k, present in splits.items() if present)])
+
+
+def data_splits(component: Component) -> frozenset[str] | None:
+    """The splits the data set ``component`` names gives; None where only reading it tells
+    (or for an unknown type)."""
+    t = datasets().get(component.type)
+    if t is None or t.splits is None:
+        return None
+    return t.splits(t.with_defaults(component.args))
+
+
+def evaluated_split(splits: Collection[str]) -> str | None:
+    """The split evaluated after each epoch: validation when there is one, else test."""
+    return next((s for s in ("val", "test") if s in splits), None)
 
 
 @functools.cache
@@ -432,6 +523,7 @@ def datasets() -> Registry:
                 "data",
                 (root, download, tfs),
                 f"torchvision.datasets.{name}: its train split for training, its test split for evaluation each epoch (it has no validation split).",
+                splits=lambda args: _given(test=True),
             )
         )
     reg.add(
@@ -454,7 +546,9 @@ def datasets() -> Registry:
                     Range(0, 1, high_open=True),
                 ),
             ),
-            "scikit-learn's bundled 8x8 handwritten digits (1797 images, offline): pixel values 0 to 16, standardised with the training split's mean and standard deviation (recorded in the run folder and applied by specnet predict and load_run).",
+            f"scikit-learn's bundled 8x8 handwritten digits ({DIGITS_IMAGES} images, offline): pixel values 0 to 16, standardised with the training split's mean and standard deviation (recorded in the run folder and applied by specnet predict and load_run). test_fraction + val_fraction stays below {DIGITS_HELD_OUT_BELOW}, and each held-out split holds at least one image of each of the {DIGITS_CLASSES} classes.",
+            problems=_digits_problems,
+            splits=lambda args: _given(test=True, val=bool(args["val_fraction"])),
         )
     )
     reg.add(
@@ -463,8 +557,8 @@ def datasets() -> Registry:
             "data",
             (
                 Param("samples", "int", "Training samples.", 1024, Range(1)),
-                Param("val_samples", "int", "Validation samples.", 0, Range(0)),
-                Param("test_samples", "int", "Test samples.", 256, Range(0)),
+                Param("val_samples", "int", "Validation samples (0: none).", 0, Range(0)),
+                Param("test_samples", "int", "Test samples (0: none).", 256, Range(0)),
                 Param(
                     "classes",
                     {"union": ["int", "null"]},
@@ -474,6 +568,7 @@ def datasets() -> Registry:
                 ),
             ),
             "Random inputs shaped like the spec's input, for smoke tests and benchmarks.",
+            splits=lambda args: _given(val=args["val_samples"] > 0, test=args["test_samples"] > 0),
         )
     )
     reg.add(
@@ -519,6 +614,11 @@ def _component(checker: Checker, raw: Any, path: Path, reg: Registry) -> Compone
     checked = checker.check_args(t, args, path, Ctx(), allowed_extra=("type",))
     if checked is None:
         return None
+    together = t.problems(t.with_defaults(checked)) if t.problems is not None else []
+    for key, msg in together:
+        checker.error((*path, key), f"{name}: {msg}", kind="value")
+    if together:
+        return None
     if reg is datasets() and "transforms" in checked:
         tfs = []
         for i, tf in enumerate(checked["transforms"]):
@@ -528,6 +628,18 @@ def _component(checker: Checker, raw: Any, path: Path, reg: Registry) -> Compone
             tfs.append(c)
         checked["transforms"] = [{"type": c.type, **c.args} for c in tfs]
     return Component(type=name, args=checked)
+
+
+def checked_component(component: Component, key: str, source: SourceMap | None = None) -> Component:
+    """``component`` checked as validation checks ``train.<key>`` (a :class:`TrainSpec` made
+    in Python is not): the same messages, located by ``source`` when given. Raises
+    :class:`SpecValidationError`."""
+    checker = Checker(Document({}, source or SourceMap(None, text=False)))
+    raw = {"type": component.type, **component.args}
+    checked = _component(checker, raw, ("train", key), _registry_for(key))
+    if checked is None or checker.errors:
+        raise SpecValidationError(checker.errors)
+    return checked
 
 
 def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
@@ -574,7 +686,12 @@ def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
             where, msg = setting_problem(err)
             checker.error((*path, *where), msg, kind="type")
         return None
-    problem = monitor_problem(spec)
+    splits = data_splits(spec.data) if spec.data is not None else None
+    problem = (
+        monitor_problem(spec)  # the data decides when it is read
+        if splits is None
+        else monitor_refused(spec, evaluated_split(splits))
+    )
     if problem is not None:
         checker.error((*path, "monitor"), problem, kind="value")
         return None
@@ -622,7 +739,9 @@ def monitor_refused(train: TrainSpec, split: str | None) -> str | None:
 
 
 def monitor_mode(train: TrainSpec, monitor: str) -> Literal["min", "max"]:
-    """``train.mode``, or its default for ``monitor``: max for accuracies, min otherwise."""
+    """``train.mode``, or its default for ``monitor``: max for a metric whose higher values
+    are better (the accuracies), min otherwise."""
     if train.mode is not None:
         return train.mode
-    return "max" if monitor.endswith("accuracy") else "min"
+    metric = METRICS.get(monitor.partition("_")[2])  # val_accuracy: accuracy
+    return "max" if metric is not None and metric.higher_is_better else "min"

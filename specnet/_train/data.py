@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, TensorDataset
 from specnet._front.errors import ErrorItem, Path, SpecValidationError
 from specnet._front.source import SourceMap
 from specnet._front.spec import Spec, TensorSpec
-from specnet._front.trainspec import Component, datasets, transforms
+from specnet._front.trainspec import Component, checked_component, datasets, transforms
 
 from .datacache import cached_tensors
 from .preprocess import Preprocess
@@ -74,10 +74,7 @@ def single_input(spec: Spec) -> TensorSpec:
 
 def dataset_args(component: Component) -> dict[str, Any]:
     """The component's arguments with the registry's defaults for those left out."""
-    t = datasets()[component.type]
-    out = {p.name: p.default for p in t.params if not p.required}
-    out.update(component.args)
-    return out
+    return datasets()[component.type].with_defaults(component.args)
 
 
 @dataclass(frozen=True)
@@ -114,9 +111,8 @@ def load_dataset(
     """
     if component.type not in datasets():
         raise data_error(datasets().unknown(component.type), source, (*_DATA_PATH, "type"))
-    request = _Request(
-        component.type, dataset_args(component), split, input, output_shape, seed, int_high, source
-    )
+    args = dataset_args(checked_component(component, "data", source))
+    request = _Request(component.type, args, split, input, output_shape, seed, int_high, source)
     return _LOADERS.get(component.type, _vision)(request)
 
 
@@ -161,7 +157,6 @@ def _vision(r: _Request) -> Dataset[Any] | None:
     return ds
 
 
-_DIGITS_SAMPLES, _DIGITS_CLASSES = 1797, 10
 """scikit-learn's digits: images and classes."""
 _DIGITS_INPUT = "scikit-learn's pixel values (load_digits().images), 0 to 16, as [1, 8, 8] floats"
 
@@ -228,31 +223,8 @@ def _split_digits(test_fraction: float, val_fraction: float, seed: int) -> dict[
     }
 
 
-def _digits_args(r: _Request) -> dict[str, Any]:
-    test, val = r.args["test_fraction"], r.args["val_fraction"]
-    if not 0 < test < 1:
-        raise r.error(f"test_fraction must be between 0 and 1, got {test}", "test_fraction")
-    if not 0 <= val < 1 or test + val >= 0.95:
-        raise r.error(
-            f"val_fraction must be at least 0 and leave samples to train on: test_fraction "
-            f"{test} + val_fraction {val} must be below 0.95",
-            "val_fraction",
-        )
-    # A stratified split needs a sample of each of the 10 classes.
-    for key, share in (("test_fraction", test), ("val_fraction", val)):
-        if share and round(share * _DIGITS_SAMPLES) < _DIGITS_CLASSES:
-            raise r.error(
-                f"{key} {share} holds out {round(share * _DIGITS_SAMPLES)} of the "
-                f"{_DIGITS_SAMPLES} images, fewer than one per class (10): use at least "
-                f"{_DIGITS_CLASSES / _DIGITS_SAMPLES:.4f}"
-                + (" or 0" if key == "val_fraction" else ""),
-                key,
-            )
-    return r.args
-
-
 def _digits(r: _Request) -> Dataset[Any] | None:
-    splits = _digits_splits(_digits_args(r), r.seed)
+    splits = _digits_splits(r.args, r.seed)
     chosen = splits.index[r.split]
     if r.split == "val" and not len(chosen):
         return None
@@ -286,7 +258,7 @@ def preprocessing(component: Component | None, seed: int = 0) -> Preprocess | No
 
 def _synthetic(r: _Request) -> Dataset[Any] | None:
     n = r.args[{"train": "samples", "val": "val_samples", "test": "test_samples"}[r.split]]
-    if r.split == "val" and n == 0:
+    if r.split != "train" and n == 0:
         return None
     # Each split its own stream (the training and test ones as before validation existed).
     stream = {"train": 0, "test": 1, "val": 2**40}[r.split]

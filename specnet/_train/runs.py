@@ -51,6 +51,7 @@ from specnet._front.spec import Spec
 from specnet._front.trainspec import (
     TrainSpec,
     default_monitor,
+    evaluated_split,
     monitor_mismatch,
     monitor_mode,
     monitor_refused,
@@ -327,10 +328,11 @@ class _Splits:
 
     @property
     def evaluated(self) -> tuple[str, Dataset[Any]] | None:
-        """The split evaluated after each epoch: validation when there is one, else test."""
-        if self.val is not None:
-            return "val", self.val
-        return ("test", self.test) if self.test is not None else None
+        """The split evaluated after each epoch (:func:`evaluated_split`) and its data."""
+        given = {"val": self.val, "test": self.test}
+        split = evaluated_split([k for k, v in given.items() if v is not None])
+        data = given[split] if split is not None else None
+        return (split, data) if split is not None and data is not None else None
 
 
 def _data_for(spec: Spec, model: nn.Module) -> _Splits:
