@@ -420,3 +420,14 @@ def test_training_on_no_samples_is_refused_before_the_first_step() -> None:
         with pytest.raises(specnet.SpecnetError, match="has no samples"):
             trainer.fit(empty)
         assert trainer.state.step == 0
+
+
+def test_the_docs_quote_the_policys_own_numbers() -> None:
+    # The numbers are declared once (AUTO_THREADS); the prose that explains them must follow.
+    text = (Path(__file__).parents[1] / "docs" / "spec-format.md").read_text("utf-8")
+    section = " ".join(text[text.index("### Threads") : text.index("### Data sets")].split())
+    words = {1.0: "a second", 2.0: "twice as slow"}
+    assert f"within {threads.TOLERANCE:.0%}" in section
+    assert words[threads.DROPPED_AT] in section
+    assert f"{threads.SAMPLE_SECONDS * 1000:g} ms" in section
+    assert words[threads.BUDGET_SECONDS] in section

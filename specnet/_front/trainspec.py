@@ -36,6 +36,7 @@ from .validate.args import pydantic_problem, wrong_value
 from .validate.context import Ctx, show
 
 __all__ = [
+    "AUTO_THREADS",
     "CLASS_SCORES",
     "DIGITS_CLASSES",
     "DIGITS_IMAGES",
@@ -62,6 +63,25 @@ __all__ = [
     "transforms",
     "unknown_metric",
 ]
+
+
+@dataclass(frozen=True)
+class AutoThreads:
+    """How ``threads: auto`` measures (the trainer's :mod:`~specnet._train.threads`)."""
+
+    tolerance: float = 0.10
+    """A count within this share of the fastest one's mean step time counts as as fast."""
+    dropped_at: float = 2.0
+    """After a round, a count this many times slower than the fastest is measured no more."""
+    sample_seconds: float = 0.025
+    """A timed sample repeats the step until it has taken this long."""
+    budget_seconds: float = 1.0
+    """After the first timed round, rounds stop once the measuring has taken this long."""
+    rounds: int = 4
+    """Timed rounds at most."""
+
+
+AUTO_THREADS = AutoThreads()
 
 WEIGHTS_FILES = (".safetensors", ".pt", ".pth", ".bin")
 """The suffixes of weights files ``train.init_from`` reads (the first is safetensors)."""
@@ -251,7 +271,7 @@ class TrainSpec(BaseModel):
     compile: bool = Field(False, description="Run the model through torch.compile.")
     threads: Annotated[int, Ge(1)] | Literal["auto"] = Field(
         "auto",
-        description="CPU threads per process on the CPU, for training and for evaluation and prediction after it: auto times the first batch's step with 1 thread, a quarter, a half and all of the cores this process may use, and keeps the fastest by mean step time (the fewest within 10%); a resumed run keeps the count it started with. A number fixes it (runs are bit-for-bit repeatable only with the same count).",
+        description=f"CPU threads per process on the CPU, for training and for evaluation and prediction after it: auto times the first batch's step with 1 thread, a quarter, a half and all of the cores this process may use (at most torch's count), and keeps the fastest by mean step time (the fewest within {AUTO_THREADS.tolerance:.0%}); a resumed run keeps the count it started with. A number fixes it (runs are bit-for-bit repeatable only with the same count).",
     )
     monitor: str | None = Field(
         None,

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from specnet._front.trainspec import AUTO_THREADS
+
 __all__ = [
     "BUDGET_SECONDS",
     "DROPPED_AT",
@@ -39,20 +41,21 @@ __all__ = [
     "choose",
 ]
 
-TOLERANCE = 0.10
+# The policy's numbers are declared with the setting (its description quotes them).
+TOLERANCE = AUTO_THREADS.tolerance
 """A thread count within this share of the fastest one's time counts as as fast."""
 
-BUDGET_SECONDS = 1.0
+BUDGET_SECONDS = AUTO_THREADS.budget_seconds
 """After the first timed round, rounds stop once the measuring has taken this long."""
 
-DROPPED_AT = 2.0
+DROPPED_AT = AUTO_THREADS.dropped_at
 """After a round, a count whose mean step takes more than this many times the fastest count's
 is not measured in the rounds that follow, nor chosen."""
 
-ROUNDS = 4
+ROUNDS = AUTO_THREADS.rounds
 """Timed rounds at most (each times a sample of every count still measured, in turn)."""
 
-SAMPLE_SECONDS = 0.025
+SAMPLE_SECONDS = AUTO_THREADS.sample_seconds
 """A timed sample repeats the step until it has taken this long (one step at least)."""
 
 
