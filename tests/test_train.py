@@ -434,3 +434,22 @@ def test_an_iterable_dataset_is_batched_in_its_order_as_torch_does(stream: type[
     (steps, weights), (loader_steps, loader_weights) = results
     assert steps == loader_steps == 10
     assert all(torch.equal(a, b) for a, b in zip(weights, loader_weights, strict=True))
+
+
+def test_a_cosine_schedule_without_t_max_spans_the_runs_epochs() -> None:
+    # examples/digits_cnn.yaml leaves T_max out, so --set train.epochs=3 decays in 3 epochs.
+    rates = []
+    for schedule in ("CosineAnnealingLR", {"type": "CosineAnnealingLR", "T_max": 4}):
+        torch.manual_seed(0)
+        trainer = Trainer(
+            nn.Linear(4, 2),
+            optimizer={"type": "SGD", "lr": 1.0},
+            schedule=schedule,
+            epochs=4,
+            batch_size=64,
+            threads=1,
+        )
+        trainer.fit(blobs(64))
+        rates.append([row["lr"] for row in trainer.history])
+    assert rates[0] == rates[1]
+    assert rates[0][0] == 1.0 and rates[0][2] == pytest.approx(0.5)

@@ -99,6 +99,9 @@ class TypeDef:
     splits: Callable[[Mapping[str, Any]], frozenset[str] | None] | None = field(
         default=None, compare=False, repr=False
     )
+    from_run: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """Schedulers: arguments the run fills in when the spec leaves them out, each with what
+    fills it (``{"T_max": "epochs"}``: ``train.epochs``)."""
     """Data sets: the splits the arguments give (of "train", "val", "test"); None, or no
     function, where only reading the data tells."""
 
@@ -675,10 +678,27 @@ _SCHEDULER_STEPS = {"OneCycleLR": "batch", "CyclicLR": "batch", "ReduceLROnPlate
 """How torch's documentation steps these schedulers; the others step once an epoch."""
 
 
+_SCHEDULER_FROM_RUN = {"CosineAnnealingLR": {"T_max": "epochs"}}
+"""Scheduler arguments torch requires that the run fills in when left out (see
+:attr:`TypeDef.from_run`)."""
+
+
 @functools.cache
 def schedulers() -> Registry:
     reg = _from_catalog("schedulers", "scheduler", "torch.optim.lr_scheduler")
     for t in list(reg.values()):
         stepping = t.stepping or _SCHEDULER_STEPS.get(t.name, "epoch")
-        reg.add(dataclasses.replace(t, stepping=stepping), replace=True)
+        filled = _SCHEDULER_FROM_RUN.get(t.name, {})
+        params = tuple(
+            dataclasses.replace(
+                p, default=None, doc=f"{p.doc} Left out: train.{filled[p.name]}.".lstrip()
+            )
+            if p.name in filled
+            else p
+            for p in t.params
+        )
+        reg.add(
+            dataclasses.replace(t, stepping=stepping, params=params, from_run=filled),
+            replace=True,
+        )
     return reg

@@ -626,7 +626,12 @@ class Trainer:
         if not isinstance(c, Component):
             return c(self.optimizer)
         extra: dict[str, Any] = {}
-        takes = schedulers()[c.type].by_name if c.type in schedulers() else {}
+        described = schedulers().get(c.type)
+        takes = described.by_name if described is not None else {}
+        run = {"epochs": self.settings.epochs}
+        for name, what in described.from_run.items() if described is not None else ():
+            if c.args.get(name) is None:  # CosineAnnealingLR's T_max: the run's epochs
+                extra[name] = run[what]
         if "total_steps" in takes and c.args.get("total_steps") is None:  # OneCycleLR
             if c.args.get("epochs") is None:
                 if steps_per_epoch:
