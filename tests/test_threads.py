@@ -194,12 +194,14 @@ def test_auto_is_measured_once_recorded_and_kept_by_a_resume(
 
     def choose(step: object, counts: list[int], **kw: object) -> tuple[int, dict[int, float]]:
         chosen.append(2)
-        return 2, {}
+        return 2, {1: 0.003, 2: 0.002}
 
     monkeypatch.setattr(threads, "choose", choose)
     spec = specnet.load(SPEC)
     result = train_run(spec, tmp_path / "run", progress=False)
     assert chosen == [2] and result.record["threads"] == 2
+    measured = {"1": 3.0, "2": 2.0}  # each count's mean step, in ms
+    assert result.record["thread_step_ms"] == measured
     found = latest_checkpoint(tmp_path / "run" / "checkpoints")
     assert found is not None and load_state(found.state)["threads"] == 2
 
@@ -208,8 +210,10 @@ def test_auto_is_measured_once_recorded_and_kept_by_a_resume(
 
     monkeypatch.setattr(threads, "choose", refuse)
     longer = specnet.load(SPEC.replace("epochs: 2", "epochs: 3"))
-    trainer = train_run(longer, tmp_path / "run", resume=True, progress=False).trainer
-    assert trainer.state.threads == 2
+    resumed = train_run(longer, tmp_path / "run", resume=True, progress=False)
+    assert resumed.trainer.state.threads == 2
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["threads"] == 2 and record["thread_step_ms"] == measured
 
 
 def test_measuring_leaves_the_random_state_and_calls_no_loss_of_the_user(

@@ -6,6 +6,7 @@ the run folder)::
     {"specnet": "0.2.0", "torch": "2.14.1", "python": "3.12.3", "platform": "Linux-...",
      "command": "specnet train examples/digits_cnn.yaml", "started": "2026-12-02T18:00:00+00:00",
      "device": "cpu", "world_size": 1, "threads": 1, "seed": 0,
+     "thread_step_ms": {"1": 2.41, "2": 7.6} or null (threads: auto's mean step per count),
      "git": {"commit": "535968c...", "dirty": false} or null (the spec's repository),
      "preprocess": {"type": "Normalize", "mean": [...], "std": [...], "input": "..."} or null,
      "evaluated": "val" (the split evaluated each epoch) or "test" or null,

@@ -475,6 +475,11 @@ class _Record(Callback):
 
     def on_fit_start(self, trainer: Trainer) -> None:
         self.record["threads"] = trainer.state.threads
+        if trainer.thread_steps:  # measured now (a resumed run keeps its start's)
+            self.record["thread_step_ms"] = {
+                str(n): round(1000 * seconds, 3) for n, seconds in trainer.thread_steps.items()
+            }
+        self.record.setdefault("thread_step_ms", None)
         write_record(self.folder, self.record)
 
 
@@ -687,6 +692,7 @@ def _run(
     if earlier is not None:  # a resume: the run's start, and each resume after it
         resumed = [*earlier.get("resumed", []), {k: record[k] for k in _RESUME_KEYS}]
         record.update({k: earlier.get(k, record[k]) for k in _RESUME_KEYS}, resumed=resumed)
+        record["thread_step_ms"] = earlier.get("thread_step_ms")  # the count's measurement
     writers: list[object] = [bar, run_log, _Record(out, record)]
     board = TensorBoardLog(out / TENSORBOARD) if "tensorboard" in t.loggers else None
     if board is not None:

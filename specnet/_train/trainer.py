@@ -520,6 +520,9 @@ class Trainer:
         self.state = TrainerState(world_size=self.world_size)
         """Where training is: see :class:`TrainerState`."""
         self.batches_per_epoch: int | None = None
+        self.thread_steps: dict[int, float] = {}
+        """``threads: auto``'s measurement: each count's mean seconds per step (empty when it
+        did not measure)."""
         self._generator = torch.Generator()  # the data loader's (worker seeds), per epoch
         self._loss_acc: torch.Tensor | None = None  # on the device, since the last sync
         self._acc_batches = 0
@@ -1219,7 +1222,7 @@ class Trainer:
                 if parts:
                     torch.stack(parts).sum().backward()  # type: ignore[no-untyped-call]
 
-            chosen, _ = threads.choose(step, counts)
+            chosen, self.thread_steps = threads.choose(step, counts)
         finally:
             _set_rng_state(saved)
         return chosen
