@@ -63,6 +63,8 @@ class Run:
     accuracy: float
     threads: int | None = None
     """The count specnet's ``threads: auto`` chose."""
+    step_ms: dict[str, float] | None = None
+    """specnet's measurement: each count's mean step (ms)."""
 
 
 def accuracy_from_output(text: str) -> float:
@@ -98,8 +100,17 @@ def run_once(name: str, out: Path) -> Run:
         run = Run(seconds, float(found[1]), accuracy_from_output(output))
     else:
         record = json.loads((out / "run.json").read_text())
-        run = Run(seconds, record["train_seconds"], record["test"]["accuracy"], record["threads"])
+        run = Run(
+            seconds,
+            record["train_seconds"],
+            record["test"]["accuracy"],
+            record["threads"],
+            record["thread_step_ms"],
+        )
     threads = f", threads {run.threads}" if run.threads is not None else ""
+    if run.step_ms:
+        steps = ", ".join(f"{n}: {ms:.1f}" for n, ms in run.step_ms.items())
+        threads += f" (mean step ms {steps})"
     print(f"  {out.name}: {name} {seconds:.1f} s, training {run.training:.1f} s{threads}")
     return run
 
