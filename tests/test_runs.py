@@ -446,6 +446,36 @@ def test_the_default_digits_split_is_the_one_of_earlier_versions() -> None:
     assert train is not None and len(train) == 1437  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ("train.seed=5", "seed"),  # Digits' split drawn again: trained images in val and test
+        ("train.data.val_fraction=0.3", "data"),
+        ("train.batch_size=16", "batch_size"),
+        ("train.optimizer.type=SGD", "optimizer"),  # torch: KeyError 'momentum' at the step
+        ("train.threads=2", "threads"),  # the run's count is kept: spec.yaml would say 2
+        ("train.epochs=1", "epochs"),  # the run has done 2
+    ],
+)
+def test_a_resume_that_would_not_continue_the_run_is_refused_and_the_folder_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: str, key: str
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(DIGITS.replace("epochs: 4", "epochs: 2"), "utf-8")
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(out), "--no-progress"]) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    resume = ["train", "--resume", str(out), "--no-progress", "--set", "train.epochs=3"]
+    assert main([*resume, "--set", change]) == 1
+    err = capsys.readouterr().err
+    assert f"train.{key}:" in err and "Traceback" not in err
+    assert ("at least 2" if key == "epochs" else "continues the run exactly") in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    # the same resume without the change goes on
+    assert main(resume) == 0
+    assert json.loads((out / "run.json").read_text())["epochs"] == 3
+
+
 def test_a_resume_keeps_the_runs_start_and_its_monitor(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

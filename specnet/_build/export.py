@@ -14,17 +14,22 @@ classes).
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import keyword
 import math
+import os
+import re
+import sys
 import warnings
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-from specnet._front.errors import SpecValidationError
+from specnet._front.errors import SpecnetError, SpecValidationError, UsageError
+from specnet._front.limits import MAX_EXAMPLE_ELEMENTS
 from specnet._front.extras import export_needs, require
 from specnet._front.infer import Step, infer
 from specnet._front.registry import TypeDef, layers
@@ -402,7 +407,7 @@ def export_onnx(
 
     model = (model if model is not None else build_module(spec)).eval()
     if batch is not None:
-        _onnx(model, spec, path, batch, verbose=verbose, dynamic=False)
+        _last_try(model, spec, path, batch, verbose=verbose)
         return batch
     try:
         _onnx(model, spec, path, _EXAMPLE_BATCH, verbose=verbose, dynamic=True)
@@ -416,8 +421,58 @@ def export_onnx(
     if verbose:
         print(f"[specnet] the export with a dynamic batch {reason}")
     # The same export as --batch 1: if it fails too, its error is not about the batch.
-    _onnx(model, spec, path, _FIXED_BATCH, verbose=verbose, dynamic=False)
+    _last_try(model, spec, path, _FIXED_BATCH, verbose=verbose)
     return _FIXED_BATCH
+
+
+def _last_try(model: Any, spec: Spec, path: str | Path, batch: int, *, verbose: bool) -> None:
+    """An export with a fixed batch: its failure is the model's (in a line, unless
+    ``verbose``)."""
+    import torch
+
+    try:
+        _onnx(model, spec, path, batch, verbose=verbose, dynamic=False)
+    except torch.onnx.OnnxExporterError as exc:
+        if verbose:
+            raise
+        raise _exporter_failed(exc) from None
+
+
+def check_batch(spec: Spec, batch: int) -> None:
+    """Refuse a ``--batch`` whose example inputs would hold more than
+    :data:`MAX_EXAMPLE_ELEMENTS`."""
+    total = sum(math.prod(t.shape) * (batch if t.batch else 1) for t in spec.inputs.values())
+    if total > MAX_EXAMPLE_ELEMENTS:
+        raise UsageError(
+            f"--batch {batch}: the example inputs the exporter traces would hold {total:,} "
+            f"elements, more than {MAX_EXAMPLE_ELEMENTS:,}"
+        )
+
+
+class ExportError(SpecnetError):
+    """torch's ONNX exporter cannot convert the model (an operator ONNX lacks)."""
+
+
+_NO_FUNCTION = re.compile(r"No ONNX function found for <?(?:OpOverload\((?:op=)?)?'?([\w.:]+)")
+
+
+def _exporter_failed(exc: Exception) -> ExportError:
+    """The exporter's failure in a line: the operator it could not convert, when it says."""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and cause not in chain:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = "\n".join(str(e) for e in chain)
+    found = _NO_FUNCTION.search(text)
+    if found is not None:
+        why = f"ONNX has no function for torch's {found[1]}"
+    else:
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        why = f"{type(exc).__name__}: {lines[-1] if lines else 'no message'}"
+    return ExportError(
+        f"torch's ONNX exporter cannot convert this model: {why} (--verbose shows its report)"
+    )
 
 
 def _onnx(
@@ -435,19 +490,50 @@ def _onnx(
     if dynamic:
         dim = torch.export.Dim(_BATCH)  # one for all inputs: they share the batch
         shapes = tuple({0: dim} if t.batch else None for t in spec.inputs.values())
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _quiet(not verbose):
         if not verbose:
             for category, message in _HARMLESS:
                 warnings.filterwarnings("ignore", message, category)
-        torch.onnx.export(
-            model,
-            examples,
-            str(path),
-            input_names=list(spec.inputs),
-            dynamo=True,
-            dynamic_shapes=shapes,
-            verbose=verbose,
-        )
+        try:
+            torch.onnx.export(
+                model,
+                examples,
+                str(path),
+                input_names=list(spec.inputs),
+                dynamo=True,
+                dynamic_shapes=shapes,
+                verbose=verbose,
+            )
+        except torch.onnx.OnnxExporterError:
+            raise  # the caller may try a fixed batch
+        except Exception as exc:
+            if verbose:
+                raise
+            raise _exporter_failed(exc) from None
+
+
+@contextlib.contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """stdout and stderr at the file descriptors sent to /dev/null while ``quiet``: torch's
+    exporter and onnx's optimizer print from C++ too (``Skipping constant folding ...``)."""
+    if not quiet:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
 
 
 def _fixed_inputs(spec: Spec, path: str | Path) -> list[str]:

@@ -10,6 +10,7 @@ __all__ = [
     "MAX_BYTES",
     "MAX_DEPTH",
     "MAX_ELEMENTS",
+    "MAX_EXAMPLE_ELEMENTS",
     "MAX_EXPANDED",
     "MAX_INPUTS",
     "MAX_INT",
@@ -18,6 +19,7 @@ __all__ = [
     "MAX_NODES",
     "MAX_PARAMETERS",
     "MAX_SUGGEST",
+    "MAX_THREADS",
 ]
 
 # The limits are fixed (not settings): each error that reports one says so. A model past
@@ -47,3 +49,8 @@ MAX_NAME = 64
 """Longest spec ``name:``."""
 MAX_SUGGEST = 64
 """Longest unknown name for which "did you mean" looks for suggestions."""
+MAX_THREADS = 4096
+"""Most CPU threads ``train.threads`` may fix (and a run's record may hold)."""
+MAX_EXAMPLE_ELEMENTS = 2**30
+"""Most elements the example inputs of an ONNX export may hold in all (``--batch`` times each
+input's sample): 4 GiB of float32."""

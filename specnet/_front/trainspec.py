@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from annotated_types import Ge, Gt, MinLen
+from annotated_types import Ge, Gt, Le, MinLen
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -28,6 +28,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .errors import Path, SpecValidationError, did_you_mean
+from .limits import MAX_THREADS
 from .registry import Kind, Param, Registry, TypeDef, losses, optimizers, schedulers
 from .source import Document, SourceMap
 from .types import Range, TypeSpec, describe
@@ -249,7 +250,7 @@ class TrainSpec(BaseModel):
     seed: int = Field(0, description="Seed for every random number generator.")
     device: str = Field(
         "auto",
-        pattern=r"^(auto|cpu|cuda(:[0-9]+)?|mps)$",
+        pattern=r"^(auto|cpu|cuda(:(0|[1-9][0-9]{0,3}))?|mps)$",
         description="auto (CUDA when present, else the CPU), cpu, cuda, cuda:N or mps.",
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(
@@ -269,7 +270,7 @@ class TrainSpec(BaseModel):
         "e.g. [1.0, 0.3, 0.3] for GoogLeNet's main output and auxiliary heads.",
     )
     compile: bool = Field(False, description="Run the model through torch.compile.")
-    threads: Annotated[int, Ge(1)] | Literal["auto"] = Field(
+    threads: Annotated[int, Ge(1), Le(MAX_THREADS)] | Literal["auto"] = Field(
         "auto",
         description=f"CPU threads per process on the CPU, for training and for evaluation and prediction after it: auto times the first batch's step with 1 thread, a quarter, a half and all of the cores this process may use (at most torch's count), and keeps the fastest by mean step time (the fewest within {AUTO_THREADS.tolerance:.0%}); a resumed run keeps the count it started with. A number fixes it (runs are bit-for-bit repeatable only with the same count).",
     )
@@ -336,7 +337,7 @@ class _Setting:
 
 _WORDS = {
     "device": "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'",
-    "threads": "int >= 1 or 'auto'",
+    "threads": f"int in [1, {MAX_THREADS}] or 'auto'",
     "monitor": "a metrics.csv column: train_loss, or val_ or test_ and loss or a metric "
     "of train.metrics (val_loss, val_accuracy, ...)",
 }

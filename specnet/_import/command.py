@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from specnet._front.errors import SpecnetError, UsageError, did_you_mean
+from specnet._front.outputs import check_writable
 
 __all__ = ["ImportCommandError", "arguments", "build_module", "load_callable", "shape", "writable"]
 
@@ -64,10 +65,7 @@ def _value(text: str) -> Any:
 
 def writable(path: Path) -> None:
     """Refuses an ``-o`` that cannot be written, before any work."""
-    if path.is_dir():
-        raise UsageError(f"-o {path}: is a folder; name the spec file to write")
-    if not path.parent.is_dir():
-        raise UsageError(f"-o {path}: the folder {path.parent} does not exist")
+    check_writable(path, "-o", "spec file")
 
 
 def load_callable(target: str) -> Any:

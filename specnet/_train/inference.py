@@ -4,7 +4,7 @@ a run folder loaded back as a module (:func:`load_run`), its data set's preproce
 from __future__ import annotations
 
 import os
-import pickle
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +14,7 @@ from torch import nn
 from specnet._build.compiler import build_module
 from specnet._front.errors import UsageError
 from specnet._front.extras import evaluate_needs, predict_needs, require, weights_needs
+from specnet._front.outputs import check_writable
 from specnet._front.spec import Spec
 
 from .checkpoint import find_checkpoint, load_weights, model_hash
@@ -113,14 +114,9 @@ def predict_file(
     The inputs are the data set's raw ones: the normalisation it applied in training is
     applied first (:func:`run_preprocess`), unless ``preprocess`` is false."""
     require(predict_needs(), "predicting")
+    check_writable(output, "--output")
     trainer = trainer_with_weights(spec, checkpoint)
-    try:
-        loaded: Any = torch.load(inputs, weights_only=True, map_location="cpu")
-    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
-        raise UsageError(f"cannot read --input {inputs}: {exc}") from None
-    x = loaded.get("x") if isinstance(loaded, dict) else loaded
-    if not isinstance(x, torch.Tensor):
-        raise UsageError(f"--input {inputs}: expected a tensor, or a mapping with a tensor 'x'")
+    x = _read_input(inputs)
     want = single_input(spec)
     if tuple(x.shape[1:]) != want.shape or x.dtype != getattr(torch, want.dtype):
         raise UsageError(
@@ -130,8 +126,37 @@ def predict_file(
         )
     pre = run_preprocess(spec, checkpoint) if preprocess else None
     preds = trainer.predict(pre.module()(x) if pre is not None else x)
-    atomic_write(output, lambda tmp: torch.save(preds, tmp))
+    try:
+        atomic_write(output, lambda tmp: torch.save(preds, tmp))
+    except OSError as exc:
+        raise UsageError(f"cannot write --output {output}: {_reason(exc)}") from None
     return list(preds.shape)
+
+
+def _reason(exc: OSError) -> str:
+    return (exc.strerror or str(exc)).lower()
+
+
+def _read_input(inputs: str | os.PathLike[str]) -> torch.Tensor:
+    """The tensor of the ``--input`` file (a tensor, or a mapping with it as ``x``)."""
+    try:
+        with warnings.catch_warnings():  # torch's advice on weights_only is not for this file
+            warnings.simplefilter("ignore")
+            loaded: Any = torch.load(inputs, weights_only=True, map_location="cpu")
+    except OSError as exc:
+        raise UsageError(f"cannot read --input {inputs}: {_reason(exc)}") from None
+    except Exception:  # a damaged, foreign or text file fails anywhere in torch's reader
+        raise UsageError(
+            f"cannot read --input {inputs}: it is not a file of tensors written by torch.save "
+            "(damaged, empty, or holding objects other than tensors, lists, dicts and plain "
+            "values)"
+        ) from None
+    x = loaded.get("x") if isinstance(loaded, dict) else loaded
+    if not isinstance(x, torch.Tensor):
+        raise UsageError(f"--input {inputs}: expected a tensor, or a mapping with a tensor 'x'")
+    if x.layout != torch.strided:
+        raise UsageError(f"--input {inputs}: a {x.layout} tensor; save a dense one (to_dense())")
+    return x
 
 
 def load_run(
@@ -160,14 +185,15 @@ def load_run(
         raise RunFolderError(f"{root} is not a run folder: it has no spec.yaml")
     spec = validate_document(read_document(root / "spec.yaml"))
     require(weights_needs(), "loading weights")
-    target: Path = {
-        "final": root,
-        "best": root / "best.safetensors",
-        "last": root / "checkpoints",
-    }[weights]
+    targets = {"final": root, "best": root / "best.safetensors", "last": root / "checkpoints"}
+    if weights not in targets:
+        raise UsageError(f"weights={weights!r}: one of {', '.join(map(repr, targets))}")
+    target = targets[weights]
     if weights == "best" and not target.is_file():
         raise RunFolderError(f"{root} has no best.safetensors (its run evaluated no split)")
-    chosen = torch.device(device) if device is not None else torch.device("cpu")
+    if str(device) == "meta":
+        raise UsageError("device='meta' holds no weights: load a run on a real device")
+    chosen = resolve_device(device) if device is not None else torch.device("cpu")
     model = build_module(spec, chosen)
     load_weights(find_checkpoint(target), model, model_hash(spec.data))
     model.eval()

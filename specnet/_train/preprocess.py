@@ -8,6 +8,7 @@ inputs they take are the data set's raw ones (:attr:`Preprocess.input` says what
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,8 +45,11 @@ class Preprocess:
         if not isinstance(data, Mapping) or data.get("type") != "Normalize":
             raise ValueError(f"expected a Normalize mapping, got {data!r}")
         mean, std = _floats(data.get("mean")), _floats(data.get("std"))
-        if not mean or len(mean) != len(std) or any(s <= 0 for s in std):
-            raise ValueError(f"mean and std must be lists of one length, std > 0: {data!r}")
+        finite = all(math.isfinite(v) for v in (*mean, *std))
+        if not mean or len(mean) != len(std) or not finite or any(s <= 0 for s in std):
+            raise ValueError(
+                f"mean and std must be lists of one length of finite numbers, std > 0: {data!r}"
+            )
         return cls(mean, std, str(data.get("input", "")))
 
     def module(self) -> Normalize:

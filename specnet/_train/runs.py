@@ -28,6 +28,7 @@ import contextlib
 import csv
 import datetime as _dt
 import io
+import json
 import os
 import shutil
 import signal
@@ -45,8 +46,9 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from specnet._build.compiler import build_module
-from specnet._front.errors import SpecnetError, SpecValidationError, UsageError
-from specnet._front.extras import require, train_needs
+from specnet._front.errors import ErrorItem, SpecnetError, SpecValidationError, UsageError
+from specnet._front.extras import is_weights_name, require, train_needs
+from specnet._front.source import read_document
 from specnet._front.spec import Spec
 from specnet._front.trainspec import (
     TrainSpec,
@@ -56,6 +58,7 @@ from specnet._front.trainspec import (
     monitor_mode,
     monitor_refused,
 )
+from specnet._front.validate import validate_document
 
 from .callbacks import BestWeights, TensorBoardLog
 from .checkpoint import (
@@ -632,8 +635,83 @@ def _writing(out: Path, write: Callable[[], object]) -> None:
 def _start_folder(out: Path, spec: Spec, command: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
     write_spec(
-        out / "spec.yaml", spec.data, header=f"Resolved spec of this run.\n{command}".strip()
+        out / "spec.yaml",
+        _resolved_paths(spec),
+        header=f"Resolved spec of this run.\n{command}".strip(),
     )
+
+
+def _resolved_paths(spec: Spec) -> dict[str, Any]:
+    """``spec.data`` with a relative ``train.init_from`` file made absolute (it is relative to
+    the spec's folder, which the run folder's spec.yaml is not in)."""
+    data = dict(spec.data)
+    train = data.get("train")
+    init_from = train.get("init_from") if isinstance(train, Mapping) else None
+    if not isinstance(train, Mapping) or not isinstance(init_from, str):
+        return data
+    if is_weights_name(init_from) or Path(os.path.expanduser(init_from)).is_absolute():
+        return data
+    folder = Path(spec.source.file).parent if spec.source.file else Path()
+    data["train"] = {**train, "init_from": str((folder / init_from).resolve())}
+    return data
+
+
+RESUME_MAY_CHANGE = ("epochs", "loggers", "init_from")
+"""The ``train:`` settings a resumed run may change: more epochs (to train longer), other
+loggers, and ``init_from`` (a resumed run reads its checkpoint). Any other change would not
+continue the run: another seed or split of the data, batch, optimizer or thread count."""
+
+
+def _resume_problems(out: Path, spec: Spec, state: Mapping[str, Any]) -> list[ErrorItem]:
+    """How ``spec`` differs from the spec of the run being resumed in ``out`` (its
+    ``spec.yaml``) in what a resume must keep, each located in ``spec``; and too few
+    epochs for what the run has done (its checkpoint's ``state``)."""
+    t = spec.train if spec.train is not None else TrainSpec.model_validate({})
+    problems = []
+    done = int(state.get("epoch", 0)) + (1 if state.get("batch_in_epoch") else 0)
+    if t.epochs < done:
+        problems.append(
+            spec.source.error(
+                ("train", "epochs"),
+                f"the run being resumed has trained {done} epoch{'s' * (done != 1)}: epochs "
+                f"{t.epochs} would end it before where it is; give at least {done} (more to "
+                "train longer)",
+                kind="value",
+            )
+        )
+    recorded = out / "spec.yaml"
+    if not recorded.is_file():
+        return problems
+    try:
+        before = validate_document(read_document(recorded)).train
+    except (SpecnetError, OSError):
+        return problems  # a run folder's spec of an older release, or edited: the hash decides
+    if before is None:
+        before = TrainSpec.model_validate({})
+    old, new = before.model_dump(), t.model_dump()
+    fix = (
+        "a resumed run continues the run exactly, so only "
+        + ", ".join(RESUME_MAY_CHANGE)
+        + f" may change; for other settings start a new run (train.init_from: "
+        f"{out / 'model.safetensors'} starts from its last weights)"
+    )
+    apart = ("monitor",)  # compared as the column monitored: monitor_mismatch
+    for key in (k for k in new if k not in (*RESUME_MAY_CHANGE, *apart) and old.get(k) != new[k]):
+        problems.append(
+            spec.source.error(
+                ("train", key),
+                f"the run being resumed has {key} {_shown(old.get(key))}, this spec "
+                f"{_shown(new[key])}: {fix}",
+                kind="value",
+            )
+        )
+    return problems
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, Mapping) and set(value) == {"type", "args"}:
+        value = {"type": value["type"], **value["args"]}
+    return json.dumps(value, default=str)
 
 
 def _run(
@@ -651,6 +729,9 @@ def _run(
     point = strategy.agree(lambda: resume_point(out, report) if resume else None)
     options = dict(RUN_DEFAULTS)
     if point is not None:
+        changed = _resume_problems(out, spec, load_state(point.state))
+        if changed:  # before anything is built, read or written
+            raise SpecValidationError(changed)
         options.update(load_options(point.state))
     options.update({k: v for k, v in given.items() if v is not None})
 

@@ -208,10 +208,14 @@ def resolve_device(device: str | torch.device, source: SourceMap | None = None) 
     when ``source`` locates it, else a :class:`TrainingError`."""
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(device)
-    problem = _missing_device(resolved)
-    if problem is None:
-        return resolved
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):  # e.g. 'cuda:01', 'banana'
+        problem: str | None = "torch reads no device from it"
+    else:
+        problem = _missing_device(resolved)
+        if problem is None:
+            return resolved
     message = f"device '{device}': {problem}; use 'auto' (CUDA when present) or 'cpu'"
     if source is not None:
         raise SpecValidationError([source.error(("train", "device"), message, kind="value")])

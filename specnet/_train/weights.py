@@ -82,9 +82,9 @@ def read_state_dict(path: Path) -> Mapping[str, Any]:
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in loaded.values()
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
     ):
-        raise ValueError("expected a state_dict: a mapping of names to tensors")
+        raise ValueError("expected a state_dict: a mapping of names (strings) to tensors")
     return loaded
 
 
@@ -96,6 +96,8 @@ def load_initial_weights(model: nn.Module, init_from: str, spec: Spec) -> None:
         path = Path(os.path.expanduser(init_from))
         if not path.is_absolute() and spec.source.file:
             path = Path(spec.source.file).parent / path
+        if path.is_dir():
+            raise _error(spec, f"init_from: {str(path)!r} is a folder: name a weights file")
         if not path.is_file():
             raise _error(spec, f"init_from: no such file {str(path)!r}")
         try:
