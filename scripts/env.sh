@@ -10,7 +10,7 @@ exec 9>"$cache/.lock"
 flock 9  # one installer at a time; others wait and then find it done
 if [ ! -f "$venv/.deps-ok" ]; then
     echo "specnet: first run: creating $venv with the pinned versions of constraints.txt." >&2
-    echo "specnet: torch and its CUDA libraries make it about 6 GB: 3 minutes from a nearby package" >&2
+    echo "specnet: torch and its CUDA libraries make it about 6.3 GB: 3 minutes from a nearby package" >&2
     echo "specnet: mirror, much longer over a slow connection. Later runs start at once." >&2
     rm -rf "$venv"
     mkdir -p "$cache"

@@ -16,9 +16,10 @@ from specnet._train.datacache import cache_folder, cached_tensors
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The folder of the data cache (``data/`` in specnet's cache, ``$SPECNET_CACHE``)."""
     monkeypatch.setenv("SPECNET_CACHE", str(tmp_path / "cache"))
     data._digits_split.cache_clear()
-    return tmp_path / "cache"
+    return tmp_path / "cache" / "data"
 
 
 def _splits() -> dict[str, torch.Tensor]:
@@ -37,7 +38,7 @@ def test_second_load_reads_the_cache_without_scikit_learn(cache: Path) -> None:
         "print(len(s.index['train']), len(s.index['val']), len(s.index['test']),"
         " float(s.images.sum()), int(s.labels.sum()))"
     )
-    env = {**__import__("os").environ, "SPECNET_CACHE": str(cache)}
+    env = {**__import__("os").environ, "SPECNET_CACHE": str(cache.parent)}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout.split()
@@ -113,5 +114,5 @@ def test_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("SPECNET_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
     assert cache_folder() == Path("/somewhere/specnet/data")
-    monkeypatch.setenv("SPECNET_CACHE", "/elsewhere")
-    assert cache_folder() == Path("/elsewhere")
+    monkeypatch.setenv("SPECNET_CACHE", "/elsewhere")  # specnet's cache, as scripts/env.sh's
+    assert cache_folder() == Path("/elsewhere/data")

@@ -2,7 +2,7 @@
 
 Digits' splits come from scikit-learn (``load_digits`` and a stratified ``train_test_split``),
 whose import alone takes a second or two; the tensors they give are a few hundred kilobytes. The
-first run writes them to ``$SPECNET_CACHE`` (default ``$XDG_CACHE_HOME/specnet/data``, that is
+first run writes them to ``$SPECNET_CACHE/data`` (``$XDG_CACHE_HOME/specnet/data`` by default, that is
 ``~/.cache/specnet/data``), one safetensors file per key (the library's version and the split
 settings); later runs read them back without importing the library.
 
@@ -32,11 +32,12 @@ _KEY, _DIGEST = "specnet.key", "specnet.sha256"
 
 
 def cache_folder() -> Path:
-    """Where prepared tensors are kept: ``$SPECNET_CACHE``, else
-    ``$XDG_CACHE_HOME/specnet/data`` (``~/.cache/specnet/data``)."""
+    """Where prepared tensors are kept: ``data/`` in specnet's cache, ``$SPECNET_CACHE``
+    (``$XDG_CACHE_HOME/specnet``, that is ``~/.cache/specnet``, by default; the development
+    environment of ``scripts/env.sh`` is there too)."""
     given = os.environ.get(ENV)
     if given:
-        return Path(given).expanduser()
+        return Path(given).expanduser() / "data"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "specnet" / "data"
 
