@@ -362,7 +362,7 @@ def test_the_first_setup_shows_pip_progress_and_how_long_it_takes(
         timeout=60,
     )
     assert done.returncode == 1
-    assert "about 6 GB" in done.stderr and "minutes" in done.stderr
+    assert "about 6.3 GB" in done.stderr and "minutes" in done.stderr
     assert "specnet: pip: Downloading torch-2.14.1-cp311-manylinux.whl (915.3 MB)" in done.stderr
     assert "installing the environment failed" in done.stderr
 
