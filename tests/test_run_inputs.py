@@ -167,3 +167,40 @@ def test_a_model_the_exporter_cannot_convert_is_one_line_naming_the_operator(
     err = capsys.readouterr().err
     assert "cannot convert this model" in err and "fractional_max_pool2d" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["model.json", "run.json", "metrics.csv"])
+def test_a_checkpoint_that_names_another_file_of_the_run_says_so(
+    run: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    # It was reported as damaged weights.
+    args = ["evaluate", str(run / "s.yaml"), "--checkpoint", str(run / "run" / name)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "is not a weights file" in err and "damaged" not in err
+
+
+def test_a_data_set_made_in_python_takes_paths_and_numpy_numbers(tmp_path: Path) -> None:
+    import numpy as np
+
+    from specnet._front.spec import TensorSpec
+    from specnet._front.trainspec import Component
+    from specnet._train.data import load_dataset
+
+    c = Component(type="Synthetic", args={"samples": np.int64(6), "test_samples": np.int64(2)})
+    train = load_dataset(c, "train", input=TensorSpec(shape=(4,)))
+    assert train is not None and len(train) == 6  # type: ignore[arg-type]
+    missing = Component(type="MNIST", args={"root": tmp_path / "none"})
+    with pytest.raises(specnet.SpecValidationError, match="cannot load the train split"):
+        load_dataset(missing, "train", input=TensorSpec(shape=(1, 28, 28)))
+
+
+def test_an_onnx_export_to_stdout_or_an_unwritable_default_is_refused(
+    run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["export", str(run / "s.yaml"), "--format", "onnx", "-o", "-"]) == 2
+    assert "an ONNX model is a file" in capsys.readouterr().err
+    (tmp_path / "s.onnx").mkdir()  # the default output, s.onnx beside the spec, is a folder
+    (tmp_path / "s.yaml").write_text(SPEC, "utf-8")
+    assert main(["export", str(tmp_path / "s.yaml"), "--format", "onnx"]) == 2
+    assert "is a folder" in capsys.readouterr().err

@@ -476,6 +476,50 @@ def test_a_resume_that_would_not_continue_the_run_is_refused_and_the_folder_kept
     assert json.loads((out / "run.json").read_text())["epochs"] == 3
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (
+            "data: {type: Digits, test_fraction: 0.2, val_fraction: 0.1}",
+            "data: {type: Digits, val_fraction: 0.1}",
+        ),  # the default written out
+        ("optimizer: {type: Adam, lr: 0.01}", "optimizer: {type: Adam, lr: 0.01, eps: 1.0e-8}"),
+        ("metrics: [accuracy]", "metrics: [accuracy]\n  mode: min"),  # val_loss's own mode
+        ("threads: 1", "threads: 1\n  early_stopping: 5"),  # when to stop: may change
+    ],
+)
+def test_a_resume_takes_a_spec_that_means_the_same(tmp_path: Path, before: str, after: str) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(DIGITS.replace("epochs: 4", "epochs: 1"), "utf-8")
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(out), "--no-progress"]) == 0
+    assert before in spec.read_text()
+    spec.write_text(spec.read_text().replace(before, after).replace("epochs: 1", "epochs: 2"))
+    assert main(["train", str(spec), "--resume", str(out), "--no-progress"]) == 0
+    assert json.loads((out / "run.json").read_text())["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("schedule", "refused"),
+    [
+        ("CosineAnnealingLR", True),  # T_max is the run's epochs: torch keeps the saved one
+        ("{type: OneCycleLR, max_lr: 0.01}", True),  # total_steps from epochs: torch would stop
+        ("{type: CosineAnnealingLR, T_max: 4}", False),  # the spec's own length
+    ],
+)
+def test_more_epochs_on_resume_are_refused_where_the_schedules_length_follows_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], schedule: str, refused: bool
+) -> None:
+    spec = tmp_path / "s.yaml"
+    spec.write_text(DIGITS.replace("epochs: 4", f"epochs: 1\n  schedule: {schedule}"), "utf-8")
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(out), "--no-progress"]) == 0
+    more = ["train", "--resume", str(out), "--no-progress", "--set", "train.epochs=2"]
+    assert main(more) == (1 if refused else 0)
+    err = capsys.readouterr().err
+    assert ("its length follows train.epochs" in err) == refused and "Traceback" not in err
+
+
 def test_a_resume_keeps_the_runs_start_and_its_monitor(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -405,6 +405,8 @@ def export_onnx(
 
     from .compiler import build_module
 
+    if batch is not None:
+        check_batch(spec, batch)
     model = (model if model is not None else build_module(spec)).eval()
     if batch is not None:
         _last_try(model, spec, path, batch, verbose=verbose)
@@ -506,6 +508,10 @@ def _onnx(
             )
         except torch.onnx.OnnxExporterError:
             raise  # the caller may try a fixed batch
+        except OSError as exc:  # writing the file: not the model's fault
+            raise UsageError(f"cannot write {path}: {(exc.strerror or str(exc)).lower()}") from None
+        except MemoryError:
+            raise
         except Exception as exc:
             if verbose:
                 raise
@@ -515,25 +521,25 @@ def _onnx(
 @contextlib.contextmanager
 def _quiet(quiet: bool) -> Iterator[None]:
     """stdout and stderr at the file descriptors sent to /dev/null while ``quiet``: torch's
-    exporter and onnx's optimizer print from C++ too (``Skipping constant folding ...``)."""
-    if not quiet:
+    exporter and onnx's optimizer print from C++ too (``Skipping constant folding ...``). A
+    descriptor that is not open (a daemon's) is left alone; each one is restored."""
+    with contextlib.ExitStack() as stack:
+        if quiet:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            null = os.open(os.devnull, os.O_WRONLY)
+            stack.callback(os.close, null)
+            for fd in (1, 2):
+                try:
+                    saved = os.dup(fd)
+                except OSError:  # not open
+                    continue
+                stack.callback(os.close, saved)
+                stack.callback(os.dup2, saved, fd)
+                stack.callback(sys.stderr.flush)
+                stack.callback(sys.stdout.flush)
+                os.dup2(null, fd)
         yield
-        return
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = [os.dup(1), os.dup(2)]
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
-        os.dup2(null, 2)
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, null):
-            os.close(fd)
 
 
 def _fixed_inputs(spec: Spec, path: str | Path) -> list[str]:

@@ -198,18 +198,19 @@ def _export(args: argparse.Namespace) -> int:
 
     require(export_needs(args.format))  # onnx's packages, before the model is built
     from specnet._api import load
-    from specnet._build.export import check_batch, export_onnx, python_source
+    from specnet._build.export import export_onnx, python_source
     from specnet._front.outputs import check_writable
 
     if args.format != "onnx" and (args.batch is not None or args.verbose):
         raise UsageError("--batch and --verbose are options of --format onnx")
     spec = load(Path(args.file), variant=args.variant)
+    if args.format == "onnx" and args.output == "-":
+        raise UsageError("-o -: an ONNX model is a file; name it")
     if args.output not in (None, "-"):
         check_writable(args.output, "-o")
     if args.format == "onnx":
         out = args.output or str(Path(args.file).with_suffix(".onnx"))
-        if args.batch is not None:
-            check_batch(spec, args.batch)
+        check_writable(out, "-o")
         # torch's exporter prints its progress on stdout: on stderr, with specnet's messages
         progress = contextlib.redirect_stdout(sys.stderr)
         with progress if args.verbose else contextlib.nullcontext():

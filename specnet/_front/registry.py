@@ -99,11 +99,11 @@ class TypeDef:
     splits: Callable[[Mapping[str, Any]], frozenset[str] | None] | None = field(
         default=None, compare=False, repr=False
     )
+    """Data sets: the splits the arguments give (of "train", "val", "test"); None, or no
+    function, where only reading the data tells."""
     from_run: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     """Schedulers: arguments the run fills in when the spec leaves them out, each with what
     fills it (``{"T_max": "epochs"}``: ``train.epochs``)."""
-    """Data sets: the splits the arguments give (of "train", "val", "test"); None, or no
-    function, where only reading the data tells."""
 
     @property
     def infers(self) -> frozenset[str]:
@@ -691,7 +691,10 @@ def schedulers() -> Registry:
         filled = _SCHEDULER_FROM_RUN.get(t.name, {})
         params = tuple(
             dataclasses.replace(
-                p, default=None, doc=f"{p.doc} Left out: train.{filled[p.name]}.".lstrip()
+                p,
+                type={"union": [p.type, "null"]},
+                default=None,
+                doc=f"{p.doc} Left out: train.{filled[p.name]}.".lstrip(),
             )
             if p.name in filled
             else p

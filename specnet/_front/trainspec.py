@@ -8,6 +8,7 @@ metrics are described here, once.
 from __future__ import annotations
 
 import functools
+import os
 import types
 import typing
 from collections.abc import Callable, Collection, Mapping
@@ -651,12 +652,23 @@ def _component(checker: Checker, raw: Any, path: Path, reg: Registry) -> Compone
     return Component(type=name, args=checked)
 
 
+def _plain(value: Any) -> Any:
+    """A value given in Python as a spec would write it: a path as its string, a NumPy
+    number as the Python one."""
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    item = getattr(value, "item", None)
+    if callable(item) and type(value).__module__ == "numpy" and getattr(value, "ndim", 1) == 0:
+        return item()
+    return value
+
+
 def checked_component(component: Component, key: str, source: SourceMap | None = None) -> Component:
     """``component`` checked as validation checks ``train.<key>`` (a :class:`TrainSpec` made
     in Python is not): the same messages, located by ``source`` when given. Raises
     :class:`SpecValidationError`."""
     checker = Checker(Document({}, source or SourceMap(None, text=False)))
-    raw = {"type": component.type, **component.args}
+    raw = {"type": component.type, **{k: _plain(v) for k, v in component.args.items()}}
     checked = _component(checker, raw, ("train", key), _registry_for(key))
     if checked is None or checker.errors:
         raise SpecValidationError(checker.errors)

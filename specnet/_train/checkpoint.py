@@ -455,6 +455,11 @@ def find_checkpoint(path: str | os.PathLike[str]) -> Path:
     """
     p = Path(path)
     if p.is_file():
+        if p.suffix not in (".safetensors", ".pt"):
+            raise CheckpointError(
+                f"{p} is not a weights file: give a .safetensors file, a checkpoint's .pt, "
+                "a folder of checkpoints or a run folder"
+            )
         return p.with_suffix(".safetensors") if p.suffix == ".pt" else p
     if p.is_dir():
         if (p / "model.safetensors").is_file():

@@ -157,7 +157,6 @@ def _vision(r: _Request) -> Dataset[Any] | None:
     return ds
 
 
-"""scikit-learn's digits: images and classes."""
 _DIGITS_INPUT = "scikit-learn's pixel values (load_digits().images), 0 to 16, as [1, 8, 8] floats"
 
 

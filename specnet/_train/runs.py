@@ -48,10 +48,13 @@ from torch.utils.data import Dataset
 from specnet._build.compiler import build_module
 from specnet._front.errors import ErrorItem, SpecnetError, SpecValidationError, UsageError
 from specnet._front.extras import is_weights_name, require, train_needs
+from specnet._front.registry import losses, optimizers, schedulers
 from specnet._front.source import read_document
 from specnet._front.spec import Spec
 from specnet._front.trainspec import (
+    Component,
     TrainSpec,
+    datasets,
     default_monitor,
     evaluated_split,
     monitor_mismatch,
@@ -656,10 +659,43 @@ def _resolved_paths(spec: Spec) -> dict[str, Any]:
     return data
 
 
-RESUME_MAY_CHANGE = ("epochs", "loggers", "init_from")
-"""The ``train:`` settings a resumed run may change: more epochs (to train longer), other
-loggers, and ``init_from`` (a resumed run reads its checkpoint). Any other change would not
-continue the run: another seed or split of the data, batch, optimizer or thread count."""
+RESUME_MAY_CHANGE = ("epochs", "loggers", "init_from", "early_stopping", "min_delta")
+"""The ``train:`` settings a resumed run may change: more epochs (to train longer, unless the
+schedule's length follows them), other loggers, ``init_from`` (a resumed run reads its
+checkpoint) and when it stops early; and the data set's ``root`` and ``download`` (where its
+files are, not what they hold). Any other change would not continue the run: another seed or
+split of the data, batch, optimizer, schedule or thread count."""
+
+_DATA_MAY_CHANGE = ("root", "download")
+
+_REGISTRIES = {"data": datasets, "loss": losses, "optimizer": optimizers, "schedule": schedulers}
+
+
+def _kept(t: TrainSpec, monitor: str) -> dict[str, Any]:
+    """What of ``t`` a resume must keep, as it takes effect: each component with its defaults
+    (and the arguments the run fills in from ``epochs``), the device as resolved, the mode of
+    the run's ``monitor``."""
+    out = t.model_dump()
+    for key, registry in _REGISTRIES.items():
+        c = getattr(t, key)
+        described = registry().get(c.type) if isinstance(c, Component) else None
+        if c is None or described is None:
+            continue
+        args = described.with_defaults(c.args)
+        for name, what in described.from_run.items():  # CosineAnnealingLR's T_max
+            if args.get(name) is None:
+                args[name] = getattr(t, what)
+        if "total_steps" in described.by_name and args.get("total_steps") is None:
+            args.setdefault("epochs", None)
+            if args["epochs"] is None:  # OneCycleLR: total_steps from the run's epochs
+                args["epochs"] = t.epochs
+        if key == "data":
+            args = {k: v for k, v in args.items() if k not in _DATA_MAY_CHANGE}
+        out[key] = {"type": c.type, "args": args}
+    with contextlib.suppress(SpecnetError):  # a device not on this machine: as written
+        out["device"] = str(resolve_device(t.device))
+    out["mode"] = monitor_mode(t, monitor)
+    return out
 
 
 def _resume_problems(out: Path, spec: Spec, state: Mapping[str, Any]) -> list[ErrorItem]:
@@ -688,7 +724,8 @@ def _resume_problems(out: Path, spec: Spec, state: Mapping[str, Any]) -> list[Er
         return problems  # a run folder's spec of an older release, or edited: the hash decides
     if before is None:
         before = TrainSpec.model_validate({})
-    old, new = before.model_dump(), t.model_dump()
+    monitor = str(state.get("monitor") or "val_loss")
+    old, new = _kept(before, monitor), _kept(t, monitor)
     fix = (
         "a resumed run continues the run exactly, so only "
         + ", ".join(RESUME_MAY_CHANGE)
@@ -697,15 +734,26 @@ def _resume_problems(out: Path, spec: Spec, state: Mapping[str, Any]) -> list[Er
     )
     apart = ("monitor",)  # compared as the column monitored: monitor_mismatch
     for key in (k for k in new if k not in (*RESUME_MAY_CHANGE, *apart) and old.get(k) != new[k]):
+        follows = " (its length follows train.epochs)" if key == "schedule" and _follows(t) else ""
         problems.append(
             spec.source.error(
                 ("train", key),
                 f"the run being resumed has {key} {_shown(old.get(key))}, this spec "
-                f"{_shown(new[key])}: {fix}",
+                f"{_shown(new[key])}{follows}: {fix}",
                 kind="value",
             )
         )
     return problems
+
+
+def _follows(t: TrainSpec) -> bool:
+    """Whether the schedule's length is the run's epochs (an argument left for the run)."""
+    c = t.schedule
+    described = schedulers().get(c.type) if isinstance(c, Component) else None
+    if c is None or described is None:
+        return False
+    cycle = "total_steps" in described.by_name and not {"total_steps", "epochs"} & set(c.args)
+    return cycle or any(c.args.get(name) is None for name in described.from_run)
 
 
 def _shown(value: Any) -> str:
