@@ -19,7 +19,7 @@ from specnet import SpecError, SpecSyntaxError
 from specnet._front import syntax
 from specnet._front.source import read_document
 from specnet._front.spec import DTYPE_ALIASES, DTYPES
-from specnet._front.trainspec import _COMPONENT_KEYS, _SETTINGS, TrainSpec, setting_problem
+from specnet._front.trainspec import _SETTINGS, COMPONENT_KEYS, TrainSpec, setting_problem
 from specnet._front.validate.args import pydantic_problem
 
 PARSERS = [
@@ -347,7 +347,7 @@ def test_a_list_item_of_the_wrong_type_is_located_at_the_item() -> None:
 
 def test_every_train_setting_has_words() -> None:
     """A setting added to TrainSpec gets the common wording, or this fails."""
-    assert set(_SETTINGS) == set(TrainSpec.model_fields) - set(_COMPONENT_KEYS)
+    assert set(_SETTINGS) == set(TrainSpec.model_fields) - set(COMPONENT_KEYS)
 
 
 def test_no_pydantic_wording_is_left_for_any_setting() -> None:

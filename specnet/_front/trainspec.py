@@ -40,6 +40,7 @@ from .validate.context import Ctx, show
 __all__ = [
     "AUTO_THREADS",
     "CLASS_SCORES",
+    "COMPONENT_KEYS",
     "DIGITS_CLASSES",
     "DIGITS_IMAGES",
     "LOGGERS",
@@ -56,11 +57,13 @@ __all__ = [
     "datasets",
     "default_monitor",
     "evaluated_split",
+    "from_epochs",
     "monitor_columns",
     "monitor_mismatch",
     "monitor_mode",
     "monitor_problem",
     "monitor_refused",
+    "registry_for",
     "setting_problem",
     "transforms",
     "unknown_metric",
@@ -414,7 +417,7 @@ def setting_problem(err: ErrorDetails) -> tuple[Path, str]:
     return loc[:1], wrong_value(setting.words(), value)
 
 
-_COMPONENT_KEYS = ("data", "loss", "optimizer", "schedule")
+COMPONENT_KEYS = ("data", "loss", "optimizer", "schedule")
 
 _VISION = "MNIST FashionMNIST KMNIST CIFAR10 CIFAR100 SVHN"
 
@@ -610,7 +613,26 @@ def datasets() -> Registry:
     return reg
 
 
-def _registry_for(key: str) -> Registry:
+def from_epochs(schedule: Component, epochs: int) -> dict[str, int]:
+    """The arguments of ``schedule`` the run gives from ``train.epochs`` where the spec leaves
+    them out: its scheduler's ``from_run`` ones (CosineAnnealingLR's ``T_max``), and the
+    ``epochs`` of one that takes ``total_steps`` given neither (OneCycleLR: one cycle over the
+    run). Empty where the schedule's length is the spec's own."""
+    described = schedulers().get(schedule.type)
+    if described is None:
+        return {}
+    run = {"epochs": epochs}
+    filled = {
+        n: run[what] for n, what in described.from_run.items() if schedule.args.get(n) is None
+    }
+    cycle = "total_steps" in described.by_name
+    if cycle and schedule.args.get("total_steps") is None and schedule.args.get("epochs") is None:
+        filled["epochs"] = epochs
+    return filled
+
+
+def registry_for(key: str) -> Registry:
+    """The registry of the component ``train.<key>`` names (one of :data:`COMPONENT_KEYS`)."""
     return {"data": datasets, "loss": losses, "optimizer": optimizers, "schedule": schedulers}[
         key
     ]()
@@ -669,7 +691,7 @@ def checked_component(component: Component, key: str, source: SourceMap | None =
     :class:`SpecValidationError`."""
     checker = Checker(Document({}, source or SourceMap(None, text=False)))
     raw = {"type": component.type, **{k: _plain(v) for k, v in component.args.items()}}
-    checked = _component(checker, raw, ("train", key), _registry_for(key))
+    checked = _component(checker, raw, ("train", key), registry_for(key))
     if checked is None or checker.errors:
         raise SpecValidationError(checker.errors)
     return checked
@@ -692,10 +714,10 @@ def check_train(checker: Checker, raw: Any) -> TrainSpec | None:
                 kind="unknown_key",
             )
             ok = False
-        elif k in _COMPONENT_KEYS:
+        elif k in COMPONENT_KEYS:
             if v is None and k in ("data", "schedule"):
                 continue
-            c = _component(checker, v, (*path, k), _registry_for(k))
+            c = _component(checker, v, (*path, k), registry_for(k))
             if c is None:
                 ok = False
             else:

@@ -48,18 +48,19 @@ from torch.utils.data import Dataset
 from specnet._build.compiler import build_module
 from specnet._front.errors import ErrorItem, SpecnetError, SpecValidationError, UsageError
 from specnet._front.extras import is_weights_name, require, train_needs
-from specnet._front.registry import losses, optimizers, schedulers
 from specnet._front.source import read_document
 from specnet._front.spec import Spec
 from specnet._front.trainspec import (
+    COMPONENT_KEYS,
     Component,
     TrainSpec,
-    datasets,
     default_monitor,
     evaluated_split,
+    from_epochs,
     monitor_mismatch,
     monitor_mode,
     monitor_refused,
+    registry_for,
 )
 from specnet._front.validate import validate_document
 
@@ -668,27 +669,20 @@ split of the data, batch, optimizer, schedule or thread count."""
 
 _DATA_MAY_CHANGE = ("root", "download")
 
-_REGISTRIES = {"data": datasets, "loss": losses, "optimizer": optimizers, "schedule": schedulers}
-
 
 def _kept(t: TrainSpec, monitor: str) -> dict[str, Any]:
     """What of ``t`` a resume must keep, as it takes effect: each component with its defaults
     (and the arguments the run fills in from ``epochs``), the device as resolved, the mode of
     the run's ``monitor``."""
     out = t.model_dump()
-    for key, registry in _REGISTRIES.items():
+    for key in COMPONENT_KEYS:
         c = getattr(t, key)
-        described = registry().get(c.type) if isinstance(c, Component) else None
+        described = registry_for(key).get(c.type) if isinstance(c, Component) else None
         if c is None or described is None:
             continue
         args = described.with_defaults(c.args)
-        for name, what in described.from_run.items():  # CosineAnnealingLR's T_max
-            if args.get(name) is None:
-                args[name] = getattr(t, what)
-        if "total_steps" in described.by_name and args.get("total_steps") is None:
-            args.setdefault("epochs", None)
-            if args["epochs"] is None:  # OneCycleLR: total_steps from the run's epochs
-                args["epochs"] = t.epochs
+        if key == "schedule":  # T_max or OneCycleLR's cycle: the epochs of this spec
+            args.update(from_epochs(c, t.epochs))
         if key == "data":
             args = {k: v for k, v in args.items() if k not in _DATA_MAY_CHANGE}
         out[key] = {"type": c.type, "args": args}
@@ -734,7 +728,11 @@ def _resume_problems(out: Path, spec: Spec, state: Mapping[str, Any]) -> list[Er
     )
     apart = ("monitor",)  # compared as the column monitored: monitor_mismatch
     for key in (k for k in new if k not in (*RESUME_MAY_CHANGE, *apart) and old.get(k) != new[k]):
-        follows = " (its length follows train.epochs)" if key == "schedule" and _follows(t) else ""
+        follows = (
+            " (its length follows train.epochs)"
+            if key == "schedule" and t.schedule is not None and from_epochs(t.schedule, t.epochs)
+            else ""
+        )
         problems.append(
             spec.source.error(
                 ("train", key),
@@ -744,16 +742,6 @@ def _resume_problems(out: Path, spec: Spec, state: Mapping[str, Any]) -> list[Er
             )
         )
     return problems
-
-
-def _follows(t: TrainSpec) -> bool:
-    """Whether the schedule's length is the run's epochs (an argument left for the run)."""
-    c = t.schedule
-    described = schedulers().get(c.type) if isinstance(c, Component) else None
-    if c is None or described is None:
-        return False
-    cycle = "total_steps" in described.by_name and not {"total_steps", "epochs"} & set(c.args)
-    return cycle or any(c.args.get(name) is None for name in described.from_run)
 
 
 def _shown(value: Any) -> str:

@@ -55,6 +55,7 @@ from specnet._front.trainspec import (
     Component,
     TrainSpec,
     default_monitor,
+    from_epochs,
     monitor_mismatch,
     monitor_mode,
     monitor_refused,
@@ -632,17 +633,13 @@ class Trainer:
             return c
         if not isinstance(c, Component):
             return c(self.optimizer)
-        extra: dict[str, Any] = {}
-        described = schedulers().get(c.type)
-        takes = described.by_name if described is not None else {}
-        run = {"epochs": self.settings.epochs}
-        for name, what in described.from_run.items() if described is not None else ():
-            if c.args.get(name) is None:  # CosineAnnealingLR's T_max: the run's epochs
-                extra[name] = run[what]
+        takes = schedulers()[c.type].by_name if c.type in schedulers() else {}
+        extra: dict[str, Any] = from_epochs(c, self.settings.epochs)  # CosineAnnealingLR's T_max
+        cycle = extra.pop("epochs", None)  # OneCycleLR given neither total_steps nor epochs
         if "total_steps" in takes and c.args.get("total_steps") is None:  # OneCycleLR
-            if c.args.get("epochs") is None:
+            if cycle is not None:
                 if steps_per_epoch:
-                    extra["total_steps"] = self.settings.epochs * steps_per_epoch
+                    extra["total_steps"] = cycle * steps_per_epoch
             elif c.args.get("steps_per_epoch") is None:
                 extra["steps_per_epoch"] = steps_per_epoch
             if not (
