@@ -206,11 +206,11 @@ def _export(args: argparse.Namespace) -> int:
     spec = load(Path(args.file), variant=args.variant)
     if args.format == "onnx" and args.output == "-":
         raise UsageError("-o -: an ONNX model is a file; name it")
-    if args.output not in (None, "-"):
-        check_writable(args.output, "-o")
-    if args.format == "onnx":
-        out = args.output or str(Path(args.file).with_suffix(".onnx"))
+    onnx = str(Path(args.file).with_suffix(".onnx")) if args.format == "onnx" else None
+    out: str | None = args.output or onnx  # the file to write; None or "-": stdout
+    if out is not None and out != "-":
         check_writable(out, "-o")
+    if out is not None and args.format == "onnx":
         # torch's exporter prints its progress on stdout: on stderr, with specnet's messages
         progress = contextlib.redirect_stdout(sys.stderr)
         with progress if args.verbose else contextlib.nullcontext():

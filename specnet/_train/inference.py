@@ -20,7 +20,7 @@ from specnet._front.spec import Spec
 from .checkpoint import find_checkpoint, load_weights, model_hash
 from .data import Split, check_fits, load_dataset, preprocessing, single_input
 from .errors import RunFolderError
-from .files import atomic_write
+from .files import atomic_write, write_failure
 from .preprocess import Preprocess, Preprocessed
 from .record import read_record
 from .trainer import Trainer, resolve_device
@@ -129,12 +129,8 @@ def predict_file(
     try:
         atomic_write(output, lambda tmp: torch.save(preds, tmp))
     except OSError as exc:
-        raise UsageError(f"cannot write --output {output}: {_reason(exc)}") from None
+        raise UsageError(write_failure(exc, f"--output {output}")) from None
     return list(preds.shape)
-
-
-def _reason(exc: OSError) -> str:
-    return (exc.strerror or str(exc)).lower()
 
 
 def _read_input(inputs: str | os.PathLike[str]) -> torch.Tensor:
@@ -144,7 +140,9 @@ def _read_input(inputs: str | os.PathLike[str]) -> torch.Tensor:
             warnings.simplefilter("ignore")
             loaded: Any = torch.load(inputs, weights_only=True, map_location="cpu")
     except OSError as exc:
-        raise UsageError(f"cannot read --input {inputs}: {_reason(exc)}") from None
+        raise UsageError(
+            f"cannot read --input {inputs}: {(exc.strerror or str(exc)).lower()}"
+        ) from None
     except Exception:  # a damaged, foreign or text file fails anywhere in torch's reader
         raise UsageError(
             f"cannot read --input {inputs}: it is not a file of tensors written by torch.save "

@@ -41,22 +41,12 @@ __all__ = [
     "choose",
 ]
 
-# The policy's numbers are declared with the setting (its description quotes them).
+# The policy's numbers are declared, and described, with the setting (AutoThreads).
 TOLERANCE = AUTO_THREADS.tolerance
-"""A thread count within this share of the fastest one's time counts as as fast."""
-
 BUDGET_SECONDS = AUTO_THREADS.budget_seconds
-"""After the first timed round, rounds stop once the measuring has taken this long."""
-
 DROPPED_AT = AUTO_THREADS.dropped_at
-"""After a round, a count whose mean step takes more than this many times the fastest count's
-is not measured in the rounds that follow, nor chosen."""
-
 ROUNDS = AUTO_THREADS.rounds
-"""Timed rounds at most (each times a sample of every count still measured, in turn)."""
-
 SAMPLE_SECONDS = AUTO_THREADS.sample_seconds
-"""A timed sample repeats the step until it has taken this long (one step at least)."""
 
 
 def available_cores(processes_here: int = 1) -> int:
