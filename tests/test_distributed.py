@@ -9,12 +9,13 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from torch.utils.data import TensorDataset
+from torch.utils.data import Dataset, TensorDataset
 
 from specnet import Trainer
 from specnet._train.distributed import BatchOrder, loss_weight, shard
@@ -417,16 +418,54 @@ def test_padding_and_weights_of_a_short_last_batch() -> None:
     assert list(skipped) == list(BatchOrder(17, 8, seed=0, shuffle=True))[1:]
 
 
-def test_data_kept_on_the_device_trains_the_same() -> None:
+class _Samples(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """A map-style data set read one sample at a time (through a DataLoader); notes the reads."""
+
+    def __init__(self, data: TensorDataset) -> None:
+        self.data = data
+        self.read: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.read.add(i)
+        x, y = self.data[i]
+        return x, y
+
+
+class _CountedTensors(TensorDataset):
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        super().__init__(*tensors)
+        self.read: set[int] = set()
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
+        self.read.add(i)
+        return super().__getitem__(i)
+
+
+def test_tensors_on_the_device_are_batched_by_indexing_and_train_the_same() -> None:
+    # A TensorDataset already on the training device (the CPU here) is cut into batches by
+    # indexing, as data_on_device does, not read sample by sample and collated: the same
+    # batches, so the same weights to the bit, in training, evaluation and prediction.
     x = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
-    data = TensorDataset(x, (x[:, 0] > 0).long())
+    y = (x[:, 0] > 0).long()
 
-    def fit(on_device: bool) -> dict[str, torch.Tensor]:
+    def fit(data: Any, **settings: Any) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
-        Trainer(model, batch_size=8, epochs=2, device="cpu", data_on_device=on_device).fit(data)
-        return model.state_dict()
+        model = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Dropout(0.2), nn.Linear(8, 2))
+        trainer = Trainer(model, batch_size=8, epochs=2, device="cpu", threads=1, **settings)
+        trainer.fit(data, data)
+        return model.state_dict(), trainer.predict(data)
 
-    a, b = fit(False), fit(True)
+    per_sample = _Samples(TensorDataset(x, y))
+    tensors = _CountedTensors(x, y)
+    (a, pa), (b, pb), (c, pc) = (
+        fit(per_sample),
+        fit(tensors),
+        fit(TensorDataset(x, y), data_on_device=True),
+    )
+    assert per_sample.read == set(range(50)) and not tensors.read
     for key in a:
-        assert torch.equal(a[key], b[key])
+        assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key])
+    assert torch.equal(pa, pb) and torch.equal(pa, pc)

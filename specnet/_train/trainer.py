@@ -292,8 +292,10 @@ def _settings(given: Mapping[str, Any]) -> TrainSpec:
 class _DeviceBatches:
     """A data set held whole on the training device, batched by indexing there.
 
-    For small data sets on a GPU: one copy at the start instead of one per batch. The samples
-    are read (and transformed) once.
+    For small data sets on a GPU (``data_on_device``): one copy at the start instead of one per
+    batch, the samples read (and transformed) once. A :class:`TensorDataset` already on the
+    device (the in-memory data sets on the CPU) is batched so too: ``tensors[indices]`` gives
+    the values a DataLoader's per-sample reads and ``default_collate`` give, without them.
     """
 
     def __init__(self, data: Dataset[Any], order: BatchOrder, device: torch.device):
@@ -312,6 +314,18 @@ class _DeviceBatches:
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    """``cuda`` is the current GPU: the same device as ``cuda:0`` when that is current."""
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return a.index in (b.index, None) or b.index is None
+    current = torch.cuda.current_device()
+    return (a.index if a.index is not None else current) == (
+        b.index if b.index is not None else current
+    )
 
 
 def _take(value: Any, index: torch.Tensor) -> Any:
@@ -735,7 +749,7 @@ class Trainer:
             rank=self.rank if shard else 0,
             pad=train,
         )
-        if self.settings.data_on_device:
+        if self.settings.data_on_device or self._indexable(data):
             return _DeviceBatches(data, order, self.device)
         return DataLoader(
             data,
@@ -743,6 +757,14 @@ class Trainer:
             num_workers=self.num_workers,
             pin_memory=self.device.type == "cuda",
             generator=self._generator,
+        )
+
+    def _indexable(self, data: object) -> bool:
+        """Whether ``data`` is tensors already on the training device, read in this process."""
+        return (
+            isinstance(data, TensorDataset)
+            and self.num_workers == 0
+            and all(_same_device(t.device, self.device) for t in data.tensors)
         )
 
     def _check_data(self, data: DataLike, what: str) -> None:
