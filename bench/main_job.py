@@ -7,7 +7,8 @@ Each round runs, as fresh processes with cwd the repository root:
 - specnet:       ``python -m specnet train examples/digits_cnn.yaml --out TMP --overwrite``,
                  its data cache warm (as on every run after a spec's first);
 - specnet first: the same with an empty data cache of its own (``SPECNET_CACHE``), as the
-                 first run of a spec: it imports scikit-learn to split Digits;
+                 first run of a spec: a helper process imports scikit-learn and splits
+                 Digits while the run imports torch;
 - script:        ``python bench/_tutorial_digits.py``, the same job written as the PyTorch
                  tutorials write it (nn.Module, DataLoader, the plain loop, torch's default
                  threads).

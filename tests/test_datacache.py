@@ -3,15 +3,19 @@ scikit-learn, and a cache file that is damaged, stale or unwritable never change
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
-from specnet._train import data
-from specnet._train.datacache import cache_folder, cached_tensors
+from specnet._front.trainspec import Component
+from specnet._train import data, datacache, digits
+from specnet._train.datacache import cache_folder, cached_arrays
 
 
 @pytest.fixture
@@ -38,7 +42,7 @@ def test_second_load_reads_the_cache_without_scikit_learn(cache: Path) -> None:
         "print(len(s.index['train']), len(s.index['val']), len(s.index['test']),"
         " float(s.images.sum()), int(s.labels.sum()))"
     )
-    env = {**__import__("os").environ, "SPECNET_CACHE": str(cache.parent)}
+    env = {**os.environ, "SPECNET_CACHE": str(cache.parent)}
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     ).stdout.split()
@@ -56,9 +60,9 @@ def test_other_settings_are_other_files_and_equal_a_fresh_split(cache: Path) -> 
     other = data._digits_split(0.2, 0.1, 4)
     assert len(list(cache.iterdir())) == 2
     assert not torch.equal(other.index["test"], cached["test"])
-    fresh = data._split_digits(0.2, 0.1, 3)
+    fresh = digits.split_digits(0.2, 0.1, 3)
     for k in cached:
-        assert torch.equal(cached[k], fresh[k])
+        assert torch.equal(cached[k], torch.from_numpy(fresh[k]))
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
@@ -86,17 +90,17 @@ def test_a_damaged_file_is_prepared_again(cache: Path, damage: str) -> None:
 def test_a_file_made_for_another_key_is_not_used(cache: Path) -> None:
     calls: list[int] = []
 
-    def prepare(value: float) -> dict[str, torch.Tensor]:
+    def prepare(value: float) -> dict[str, np.ndarray]:
         calls.append(1)
-        return {"x": torch.full((3,), value)}
+        return {"x": np.full((3,), value)}
 
-    cached_tensors("thing", {"v": 1}, lambda: prepare(1.0))
+    cached_arrays("thing", {"v": 1}, lambda: prepare(1.0))
     (first,) = cache.iterdir()
-    cached_tensors("thing", {"v": 2}, lambda: prepare(2.0))
+    cached_arrays("thing", {"v": 2}, lambda: prepare(2.0))
     (second,) = set(cache.iterdir()) - {first}
     second.write_bytes(first.read_bytes())  # key 1's file under key 2's name
-    got = cached_tensors("thing", {"v": 2}, lambda: prepare(2.0))
-    assert len(calls) == 3 and torch.equal(got["x"], torch.full((3,), 2.0))
+    got = cached_arrays("thing", {"v": 2}, lambda: prepare(2.0))
+    assert len(calls) == 3 and np.array_equal(got["x"], np.full((3,), 2.0))
 
 
 def test_an_unwritable_cache_folder_still_gives_the_data(
@@ -116,3 +120,67 @@ def test_cache_folder_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -
     assert cache_folder() == Path("/somewhere/specnet/data")
     monkeypatch.setenv("SPECNET_CACHE", "/elsewhere")  # specnet's cache, as scripts/env.sh's
     assert cache_folder() == Path("/elsewhere/data")
+
+
+_DIGITS = Component(type="Digits", args={"test_fraction": 0.2, "val_fraction": 0.1})
+
+
+def test_a_first_run_prepares_digits_in_a_helper_process_meanwhile(cache: Path) -> None:
+    # specnet train starts the helper before it imports torch; the data set waits for it and
+    # reads its file, and gets the split a run prepares itself without importing scikit-learn.
+    code = (
+        "import sys\n"
+        "from specnet._front.trainspec import Component\n"
+        "from specnet._train import data, digits\n"
+        "digits.prepare_in_background(Component(type='Digits', args={'test_fraction': 0.2,"
+        " 'val_fraction': 0.1}), 3)\n"
+        "sys.modules['sklearn'] = None\n"  # preparing it here would fail
+        "s = data._digits_split(0.2, 0.1, 3)\n"
+        "print(float(s.images.sum()), s.index['test'].tolist())"
+    )
+    env = {**os.environ, "SPECNET_CACHE": str(cache.parent)}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert run.returncode == 0, run.stderr
+    total, test = run.stdout.split(maxsplit=1)
+    assert [p.suffix for p in cache.iterdir()] == [".safetensors"]
+    fresh = digits.split_digits(0.2, 0.1, 3)
+    assert float(total) == float(torch.from_numpy(fresh["images"]).sum())
+    assert json.loads(test) == fresh["test"].tolist()
+
+
+def test_the_helper_process_does_not_import_torch(cache: Path) -> None:
+    env = {**os.environ, "SPECNET_CACHE": str(cache.parent)}
+    run = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "specnet._train.digits", "0.2", "0.1", "3"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()}
+    assert "sklearn" in imported and "numpy" in imported
+    assert not {m for m in imported if m == "torch" or m.startswith("torch.")}
+    assert len(list(cache.iterdir())) == 1
+
+
+def test_a_helper_that_fails_leaves_the_preparing_to_the_run(cache: Path) -> None:
+    datacache.prepare_elsewhere("thing", {"v": 1}, ["specnet._no_such_module"])
+    calls: list[int] = []
+
+    def prepare() -> dict[str, np.ndarray]:
+        calls.append(1)
+        return {"x": np.arange(4)}
+
+    got = cached_arrays("thing", {"v": 1}, prepare)
+    assert calls == [1] and np.array_equal(got["x"], np.arange(4))
+    datacache.prepare_elsewhere("thing", {"v": 1}, ["specnet._no_such_module"])
+    assert not datacache._helpers  # the file is whole: nothing started
+
+
+def test_other_data_sets_and_cached_splits_start_no_helper(cache: Path) -> None:
+    digits.prepare_in_background(Component(type="Synthetic", args={}), 0)
+    digits.prepare_in_background(None, 0)
+    assert not datacache._helpers
+    _splits()  # (0.2, 0.1, 3) cached
+    digits.prepare_in_background(_DIGITS, 3)
+    assert not datacache._helpers

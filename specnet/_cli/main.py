@@ -301,10 +301,15 @@ def _train(args: argparse.Namespace) -> int:
     from specnet._front.extras import require, train_needs
 
     require(train_needs(spec.train, progress=not args.no_progress))  # before any folder or data
+    launching = args.nproc is not None and args.nproc > 1
+    if spec.train is not None and not launching and os.environ.get("LOCAL_RANK", "0") == "0":
+        from specnet._train.digits import prepare_in_background
+
+        prepare_in_background(spec.train.data, spec.train.seed)  # while torch is imported
     from specnet._train.runs import summary_line, train_run
 
     command = args.launched_as or shlex.join(["specnet", *args.argv])
-    if args.nproc is not None and args.nproc > 1:
+    if launching:
         from specnet._train.distributed import launch
         from specnet._train.runs import check_resumable
 

@@ -34,7 +34,7 @@ from specnet._front.source import SourceMap
 from specnet._front.spec import Spec, TensorSpec
 from specnet._front.trainspec import Component, checked_component, datasets, transforms
 
-from .datacache import cached_tensors
+from .digits import digits_arrays
 from .preprocess import Preprocess
 
 __all__ = [
@@ -174,52 +174,15 @@ class _DigitsSplits:
 
 
 def _digits_splits(args: Mapping[str, Any], seed: int) -> _DigitsSplits:
-    return _digits_split(args["test_fraction"], args["val_fraction"], seed)
+    return _digits_split(float(args["test_fraction"]), float(args["val_fraction"]), seed)
 
 
 @functools.cache  # a run reads its three splits and the normalisation: one load, one split
 def _digits_split(test_fraction: float, val_fraction: float, seed: int) -> _DigitsSplits:
-    import importlib.metadata
-
-    import numpy
-
-    def prepare() -> dict[str, torch.Tensor]:
-        return _split_digits(test_fraction, val_fraction, seed)
-
-    try:  # the split is scikit-learn's (and numpy's random numbers): their versions key it
-        library = importlib.metadata.version("scikit-learn")
-    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - installed otherwise
-        t = prepare()
-    else:
-        key = {"scikit-learn": library, "numpy": numpy.__version__, "test_fraction": test_fraction}
-        key.update(val_fraction=val_fraction, seed=seed)
-        t = cached_tensors("digits", key, prepare)
-    return _DigitsSplits(t["images"], t["labels"], {k: t[k] for k in ("train", "val", "test")})
-
-
-def _split_digits(test_fraction: float, val_fraction: float, seed: int) -> dict[str, torch.Tensor]:
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    n = len(digits.target)
-    rest, test = train_test_split(
-        range(n), test_size=test_fraction, random_state=seed, stratify=digits.target
-    )
-    n_val = round(val_fraction * n)
-    val: list[int] = []
-    if n_val:
-        rest, val = train_test_split(
-            rest, test_size=n_val, random_state=seed, stratify=digits.target[rest]
-        )
-    return {
-        "images": torch.from_numpy(digits.images).to(torch.float32).unsqueeze(1),
-        "labels": torch.from_numpy(digits.target).to(torch.int64),
-        **{
-            k: torch.tensor(v, dtype=torch.int64)
-            for k, v in (("train", rest), ("val", val), ("test", test))
-        },
+    t = {
+        k: torch.from_numpy(v) for k, v in digits_arrays(test_fraction, val_fraction, seed).items()
     }
+    return _DigitsSplits(t["images"], t["labels"], {k: t[k] for k in ("train", "val", "test")})
 
 
 def _digits(r: _Request) -> Dataset[Any] | None:
