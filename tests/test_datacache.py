@@ -22,6 +22,7 @@ from specnet._train.datacache import cache_folder, cached_arrays
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The folder of the data cache (``data/`` in specnet's cache, ``$SPECNET_CACHE``)."""
     monkeypatch.setenv("SPECNET_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(datacache, "_helpers", {})  # this test's helper processes
     data._digits_split.cache_clear()
     return tmp_path / "cache" / "data"
 
@@ -184,3 +185,51 @@ def test_other_data_sets_and_cached_splits_start_no_helper(cache: Path) -> None:
     _splits()  # (0.2, 0.1, 3) cached
     digits.prepare_in_background(_DIGITS, 3)
     assert not datacache._helpers
+
+
+def test_specnet_train_starts_the_helper_for_the_split_the_run_reads(
+    cache: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The CLI starts it before importing torch, with the spec's fractions (after --set) and
+    # seed, in one process of a run: not in the launcher of --nproc, nor in local ranks past 0.
+    from specnet._cli import main as cli
+    from specnet._train import runs
+
+    started: list[Path] = []
+    monkeypatch.setattr(
+        digits,
+        "prepare_elsewhere",
+        lambda n, k, argv: started.append(datacache.cache_file(n, k)[0]),
+    )
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise Stop
+
+    monkeypatch.setattr(runs, "train_run", stop)
+    monkeypatch.setattr("specnet._train.distributed.launch", stop)
+    spec = tmp_path / "digits.yaml"
+    spec.write_text(
+        "version: 1\ninput: [1, 8, 8]\nmodel: {type: Sequential, layers: {flat: Flatten, "
+        "fc: {type: Linear, out_features: 10}}}\ntrain: {data: {type: Digits, val_fraction: 0},"
+        " epochs: 1, seed: 5}\n"
+    )
+    argv = [
+        "train",
+        str(spec),
+        "--out",
+        str(tmp_path / "run"),
+        "--set",
+        "train.data.test_fraction=0.25",
+    ]
+    with pytest.raises(Stop):
+        cli.main(argv)
+    key = digits._key(0.25, 0.0, 5)
+    assert key is not None and started == [datacache.cache_file(digits.NAME, key)[0]]
+    for ranked in (["--nproc", "2"], []):
+        monkeypatch.setenv("LOCAL_RANK", "1" if not ranked else "0")
+        with pytest.raises(Stop):
+            cli.main([*argv, *ranked])
+    assert len(started) == 1

@@ -434,20 +434,21 @@ class _Samples(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         return x, y
 
 
-class _CountedTensors(TensorDataset):
-    def __init__(self, *tensors: torch.Tensor) -> None:
-        super().__init__(*tensors)
-        self.read: set[int] = set()
+class _Doubled(TensorDataset):
+    """A TensorDataset that reads its samples its own way: inputs doubled."""
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, ...]:
-        self.read.add(i)
-        return super().__getitem__(i)
+        x, y = super().__getitem__(i)
+        return x * 2, y
 
 
-def test_tensors_on_the_device_are_batched_by_indexing_and_train_the_same() -> None:
+def test_tensors_on_the_device_are_batched_by_indexing_and_train_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # A TensorDataset already on the training device (the CPU here) is cut into batches by
     # indexing, as data_on_device does, not read sample by sample and collated: the same
-    # batches, so the same weights to the bit, in training, evaluation and prediction.
+    # batches, so the same weights to the bit, in training, evaluation and prediction. A
+    # subclass with its own __getitem__ is read through it.
     x = torch.randn(50, 4, generator=torch.Generator().manual_seed(0))
     y = (x[:, 0] > 0).long()
 
@@ -459,13 +460,24 @@ def test_tensors_on_the_device_are_batched_by_indexing_and_train_the_same() -> N
         return model.state_dict(), trainer.predict(data)
 
     per_sample = _Samples(TensorDataset(x, y))
-    tensors = _CountedTensors(x, y)
-    (a, pa), (b, pb), (c, pc) = (
-        fit(per_sample),
-        fit(tensors),
-        fit(TensorDataset(x, y), data_on_device=True),
-    )
-    assert per_sample.read == set(range(50)) and not tensors.read
+    read: list[int] = []
+    rows = TensorDataset.__getitem__
+
+    def counted(self: TensorDataset, i: int) -> tuple[torch.Tensor, ...]:
+        read.append(i)
+        return rows(self, i)
+
+    a, pa = fit(per_sample)
+    monkeypatch.setattr(TensorDataset, "__getitem__", counted)
+    b, pb = fit(TensorDataset(x, y))
+    c, pc = fit(TensorDataset(x, y), data_on_device=True)
+    assert per_sample.read == set(range(50)) and not read
     for key in a:
         assert torch.equal(a[key], b[key]) and torch.equal(a[key], c[key])
     assert torch.equal(pa, pb) and torch.equal(pa, pc)
+    monkeypatch.undo()
+    doubled, p_doubled = fit(_Doubled(x, y))
+    twice, p_twice = fit(_Samples(TensorDataset(x * 2, y)))
+    for key in doubled:
+        assert torch.equal(doubled[key], twice[key])
+    assert torch.equal(p_doubled, p_twice)

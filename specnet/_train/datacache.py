@@ -56,9 +56,14 @@ def cache_folder() -> Path:
     return Path(base) / "specnet" / "data"
 
 
+FORMAT = 2
+"""The files' format, part of every key: 2 digests NumPy's dtypes (1, torch's), so that
+releases of either format sharing a cache folder keep their own files."""
+
+
 def cache_file(name: str, key: Mapping[str, object]) -> tuple[Path, str]:
     """The file that holds ``name``'s arrays for ``key``, and the key as its metadata says it."""
-    text = json.dumps({"name": name, **key}, sort_keys=True)
+    text = json.dumps({"name": name, "format": FORMAT, **key}, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:20]
     return cache_folder() / f"{name}-{digest}.safetensors", text
 
@@ -80,7 +85,7 @@ def _read(path: Path, key: str) -> Arrays | None:
         data = path.read_bytes()
         # safetensors' reader refuses a damaged header or a truncated file; the metadata is
         # read from the same bytes.
-        arrays = load(data)
+        arrays = {k: np.require(a, requirements="W") for k, a in load(data).items()}
         header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
         meta = header.get("__metadata__") or {}
     except (OSError, ValueError, SafetensorError, RuntimeError):
@@ -101,13 +106,14 @@ def write_arrays(path: Path, key: str, arrays: Mapping[str, NDArray[np.generic]]
         atomic_write_bytes(path, blob)
 
 
-def _helper_done(path: Path) -> bool:
-    """Wait for the helper process writing ``path``, if one was started: whether it succeeded."""
+def _helper_done(path: Path, timeout: float = HELPER_SECONDS) -> bool:
+    """Wait for the helper process writing ``path``, if one was started (at most ``timeout``
+    seconds; then it is stopped): whether it succeeded."""
     process = _helpers.pop(path, None)
     if process is None:
         return False
     try:
-        return process.wait(timeout=HELPER_SECONDS) == 0
+        return process.wait(timeout=timeout) == 0
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
@@ -124,6 +130,8 @@ def cached_arrays(
     found = _read(path, text)
     if found is None and _helper_done(path):
         found = _read(path, text)
+    elif path in _helpers:  # the file is whole: its helper has written it and is exiting
+        _helper_done(path, timeout=5)
     if found is not None:
         return found
     arrays = {k: np.ascontiguousarray(v) for k, v in prepare().items()}
@@ -133,10 +141,15 @@ def cached_arrays(
 
 def prepare_elsewhere(name: str, key: Mapping[str, object], argv: Sequence[str]) -> None:
     """Start ``python -P -m *argv``, which writes the cache file of ``name`` for ``key``, unless
-    that file is whole already or a process writing it was started; :func:`cached_arrays`
-    waits for it. A process that cannot start is left out: the run prepares the arrays."""
+    that file is whole already, a process writing it was started, or its folder cannot be
+    written; :func:`cached_arrays` waits for it. A process that cannot start is left out: the
+    run prepares the arrays."""
     path, text = cache_file(name, key)
     if path in _helpers or _read(path, text) is not None:
+        return
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(path.parent, os.W_OK):  # it could not write the file: the run prepares
         return
     with contextlib.suppress(OSError):
         _helpers[path] = subprocess.Popen(

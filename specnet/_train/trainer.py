@@ -300,7 +300,7 @@ class _DeviceBatches:
 
     def __init__(self, data: Dataset[Any], order: BatchOrder, device: torch.device):
         self.batch_sampler = order
-        if isinstance(data, TensorDataset):
+        if _plain_tensors(data):
             columns: Any = data.tensors
         else:
             columns = default_collate([data[i] for i in range(order.n)])
@@ -314,6 +314,16 @@ class _DeviceBatches:
 
     def __len__(self) -> int:
         return len(self.batch_sampler)
+
+
+def _plain_tensors(data: object) -> TypeGuard[TensorDataset]:
+    """Whether ``data`` is a TensorDataset whose samples are its tensors' rows: not a subclass
+    that reads them its own way."""
+    kind = type(data)
+    return isinstance(data, TensorDataset) and all(
+        getattr(kind, name, None) is getattr(TensorDataset, name, None)
+        for name in ("__getitem__", "__getitems__")
+    )
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
@@ -760,9 +770,10 @@ class Trainer:
         )
 
     def _indexable(self, data: object) -> bool:
-        """Whether ``data`` is tensors already on the training device, read in this process."""
+        """Whether ``data`` is a plain TensorDataset already on the training device, read in
+        this process (a subclass's own ``__getitem__`` is honoured, through a DataLoader)."""
         return (
-            isinstance(data, TensorDataset)
+            _plain_tensors(data)
             and self.num_workers == 0
             and all(_same_device(t.device, self.device) for t in data.tensors)
         )
