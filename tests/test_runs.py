@@ -18,7 +18,8 @@ from sklearn.datasets import load_digits
 
 import specnet
 from specnet._cli.main import main
-from specnet._train.data import _digits_splits, dataset_args, load_dataset
+from specnet._front.trainspec import dataset_args
+from specnet._train.data import _digits_splits, load_dataset
 from specnet._train.runs import train_run
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -54,6 +54,7 @@ __all__ = [
     "check_train",
     "checked_component",
     "data_splits",
+    "dataset_args",
     "datasets",
     "default_monitor",
     "evaluated_split",
@@ -461,6 +462,11 @@ def _digits_problems(args: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def _given(**splits: bool) -> frozenset[str]:
     return frozenset(["train", *(k for k, present in splits.items() if present)])
+
+
+def dataset_args(component: Component) -> dict[str, Any]:
+    """The data set component's arguments with the registry's defaults for those left out."""
+    return datasets()[component.type].with_defaults(component.args)
 
 
 def data_splits(component: Component) -> frozenset[str] | None:

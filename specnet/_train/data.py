@@ -32,16 +32,21 @@ from torch.utils.data import Dataset, TensorDataset
 from specnet._front.errors import ErrorItem, Path, SpecValidationError
 from specnet._front.source import SourceMap
 from specnet._front.spec import Spec, TensorSpec
-from specnet._front.trainspec import Component, checked_component, datasets, transforms
+from specnet._front.trainspec import (
+    Component,
+    checked_component,
+    dataset_args,
+    datasets,
+    transforms,
+)
 
-from .digits import digits_arrays
+from .digits import digits_arrays, split_settings
 from .preprocess import Preprocess
 
 __all__ = [
     "Split",
     "check_fits",
     "data_error",
-    "dataset_args",
     "embedding_size",
     "load_dataset",
     "model_output_shape",
@@ -70,11 +75,6 @@ def single_input(spec: Spec) -> TensorSpec:
             spec.source,
         )
     return next(iter(spec.inputs.values()))
-
-
-def dataset_args(component: Component) -> dict[str, Any]:
-    """The component's arguments with the registry's defaults for those left out."""
-    return datasets()[component.type].with_defaults(component.args)
 
 
 @dataclass(frozen=True)
@@ -174,7 +174,7 @@ class _DigitsSplits:
 
 
 def _digits_splits(args: Mapping[str, Any], seed: int) -> _DigitsSplits:
-    return _digits_split(float(args["test_fraction"]), float(args["val_fraction"]), seed)
+    return _digits_split(*split_settings(args), seed)
 
 
 @functools.cache  # a run reads its three splits and the normalisation: one load, one split

@@ -13,15 +13,16 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from specnet._front.trainspec import Component, datasets
+from specnet._front.trainspec import Component, dataset_args
 
 from .datacache import Arrays, cached_arrays, prepare_elsewhere
 
-__all__ = ["digits_arrays", "prepare_in_background", "split_digits"]
+__all__ = ["digits_arrays", "prepare_in_background", "split_digits", "split_settings"]
 
 NAME = "digits"
 
@@ -36,6 +37,12 @@ def _key(test_fraction: float, val_fraction: float, seed: int) -> dict[str, Any]
     key: dict[str, Any] = {"scikit-learn": library, "numpy": np.__version__}
     key.update(test_fraction=test_fraction, val_fraction=val_fraction, seed=seed)
     return key
+
+
+def split_settings(args: Mapping[str, Any]) -> tuple[float, float]:
+    """A Digits component's ``test_fraction`` and ``val_fraction`` (from its arguments with
+    their defaults) as floats, as the cache keys them: ``0`` and ``0.0`` are one split."""
+    return float(args["test_fraction"]), float(args["val_fraction"])
 
 
 def split_digits(test_fraction: float, val_fraction: float, seed: int) -> Arrays:
@@ -80,9 +87,8 @@ def prepare_in_background(data: Component | None, seed: int) -> None:
     sets, and settings of the wrong type (the run reports them), start nothing."""
     if data is None or data.type != "Digits":
         return
-    args = datasets()["Digits"].with_defaults(data.args)
     try:
-        test, val = float(args["test_fraction"]), float(args["val_fraction"])
+        test, val = split_settings(dataset_args(data))
     except (KeyError, TypeError, ValueError):
         return
     key = _key(test, val, seed)

@@ -54,6 +54,7 @@ from specnet._front.trainspec import (
     COMPONENT_KEYS,
     Component,
     TrainSpec,
+    dataset_args,
     default_monitor,
     evaluated_split,
     from_epochs,
@@ -80,7 +81,6 @@ from .curves import Painter, _columns, plot_curves
 from .data import (
     check_fits,
     data_error,
-    dataset_args,
     embedding_size,
     load_dataset,
     model_output_shape,

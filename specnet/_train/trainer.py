@@ -327,15 +327,16 @@ def _plain_tensors(data: object) -> TypeGuard[TensorDataset]:
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:
-    """``cuda`` is the current GPU: the same device as ``cuda:0`` when that is current."""
-    if a.type != b.type:
-        return False
-    if a.type != "cuda":
-        return a.index in (b.index, None) or b.index is None
-    current = torch.cuda.current_device()
-    return (a.index if a.index is not None else current) == (
-        b.index if b.index is not None else current
-    )
+    """Whether ``a`` and ``b`` are one device: without an index, ``cuda`` is the current GPU
+    (``cuda:0`` when that is current) and other types their first device."""
+
+    def index(d: torch.device) -> int:
+        given: int | None = d.index  # None when not given (torch's stubs say int)
+        if given is not None:
+            return given
+        return torch.cuda.current_device() if d.type == "cuda" else 0
+
+    return a.type == b.type and index(a) == index(b)
 
 
 def _take(value: Any, index: torch.Tensor) -> Any:
