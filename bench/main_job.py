@@ -11,16 +11,22 @@ Each round runs, as fresh processes with cwd the repository root:
                  Digits while the run imports torch;
 - script:        ``python bench/_tutorial_digits.py``, the same job written as the PyTorch
                  tutorials write it (nn.Module, DataLoader, the plain loop, torch's default
-                 threads).
+                 threads);
+- script 1 thread: the same script with ``OMP_NUM_THREADS=1``, as a user who knows to set it
+                 runs it: the thread count specnet's ``threads: auto`` picks on a busy host;
+- imports:       ``python -c`` importing torch and building an Adam, and nothing else: what
+                 every contestant pays before its first step (the optimizer's constructor
+                 imports torch's compiler stack), so "beyond the imports" (each one's whole
+                 run less this, paired by round) is the part a trainer decides.
 
 Wall time is time.perf_counter around subprocess.run (imports, data, training, evaluation
 and writing the run folder all count); "training" is the part of it from the built optimizer
 to the end of the last epoch (specnet's ``train_seconds`` in ``TMP/run.json``: the checks
 before the first step, the thread measuring, the epochs, validation and checkpoints; the time
 the script prints for its loop: the epochs and validation), where the thread count matters;
-accuracy is each one's test accuracy (specnet's from ``TMP/run.json``). Neither gets thread
-settings: OMP_NUM_THREADS is removed from their environment, and CUDA_VISIBLE_DEVICES="" puts
-both on the CPU (the script has no device code).
+accuracy is each one's test accuracy (specnet's from ``TMP/run.json``). None gets thread
+settings but "script 1 thread": OMP_NUM_THREADS is removed from their environment, and
+CUDA_VISIBLE_DEVICES="" puts all on the CPU (the script has no device code).
 
 Conditions: ``idle`` (nothing else running, as far as the benchmark knows: the load average at
 start is printed) and ``busy`` (one ``while True: pass`` process per core, started before the
@@ -51,7 +57,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "examples/digits_cnn.yaml"
 SCRIPT = "bench/_tutorial_digits.py"
-NAMES = ("specnet", "specnet first", "script")
+SCRIPT_1 = "script 1 thread"
+IMPORTS = "imports"
+NAMES = ("specnet", "specnet first", "script", SCRIPT_1, IMPORTS)
+IMPORTS_CODE = "import torch; torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])"
 """The contestants (see the module's docstring)."""
 
 
@@ -60,8 +69,9 @@ class Run:
     seconds: float
     """From process start to exit."""
     training: float
-    """From the built optimizer to the end of the last epoch."""
-    accuracy: float
+    """From the built optimizer to the end of the last epoch (0 for the imports)."""
+    accuracy: float | None
+    """The test accuracy (None for the imports)."""
     threads: int | None = None
     """The count specnet's ``threads: auto`` chose."""
     step_ms: dict[str, float] | None = None
@@ -81,8 +91,12 @@ def run_once(name: str, out: Path) -> Run:
     """One fresh process of ``name``, printed as it ends."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU for both (the script has no device code)
-    if name == "script":
+    if name == IMPORTS:
+        cmd = [sys.executable, "-c", IMPORTS_CODE]
+    elif name in ("script", SCRIPT_1):
         cmd = [sys.executable, SCRIPT]
+        if name == SCRIPT_1:
+            env["OMP_NUM_THREADS"] = "1"
     else:
         cmd = [sys.executable, "-m", "specnet", "train", SPEC, "--out", str(out), "--overwrite"]
     with tempfile.TemporaryDirectory() as empty:
@@ -94,7 +108,9 @@ def run_once(name: str, out: Path) -> Run:
     output = done.stdout + done.stderr
     if done.returncode != 0:
         raise RuntimeError(f"{shlex.join(cmd)} exited {done.returncode}:\n{output[-4000:]}")
-    if name == "script":
+    if name == IMPORTS:
+        run = Run(seconds, 0.0, None)
+    elif name in ("script", SCRIPT_1):
         found = re.search(r"training loop ([0-9.]+) s", output)
         if found is None:
             raise RuntimeError(f"no training loop time in the output:\n{output[-2000:]}")
@@ -112,7 +128,8 @@ def run_once(name: str, out: Path) -> Run:
     if run.step_ms:
         steps = ", ".join(f"{n}: {ms:.1f}" for n, ms in run.step_ms.items())
         threads += f" (mean step ms {steps})"
-    print(f"  {out.name}: {name} {seconds:.1f} s, training {run.training:.1f} s{threads}")
+    training = "" if name == IMPORTS else f", training {run.training:.1f} s"
+    print(f"  {out.name}: {name} {seconds:.1f} s{training}{threads}")
     return run
 
 
@@ -150,6 +167,18 @@ def median(runs: list[Run], field: str) -> float:
     return statistics.median(float(getattr(r, field)) for r in runs)
 
 
+def beyond_imports(runs: dict[str, list[Run]], name: str) -> tuple[float, float]:
+    """The median over the rounds of ``name``'s whole run less the round's imports, and the
+    median of the rounds' ratios of the script's such time over ``name``'s."""
+    rounds = zip(runs["script"], runs[name], runs[IMPORTS], strict=True)
+    beyond = [(s.seconds - i.seconds, o.seconds - i.seconds) for s, o, i in rounds]
+    ratios = [s / o for s, o in beyond if o > 0]
+    return (
+        statistics.median(o for _, o in beyond),
+        statistics.median(ratios) if ratios else float("nan"),
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -180,16 +209,17 @@ def main() -> None:
     rows = []
     for c, by_name in runs.items():
         for name, found in by_name.items():
-            mine = name == "script"
+            mine = name in ("script", IMPORTS)
+            accuracies = [r.accuracy for r in found if r.accuracy is not None]
             rows.append(
                 [
                     c,
                     name,
                     f"{median(found, 'seconds'):.1f}",
                     "" if mine else f"{ratio(by_name, name, 'seconds'):.2f}",
-                    f"{median(found, 'training'):.1f}",
+                    "" if name == IMPORTS else f"{median(found, 'training'):.1f}",
                     "" if mine else f"{ratio(by_name, name, 'training'):.2f}",
-                    f"{median(found, 'accuracy'):.2%}",
+                    f"{statistics.median(accuracies):.2%}" if accuracies else "",
                 ]
             )
     print()
@@ -202,6 +232,15 @@ def main() -> None:
         widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
         for row in [header, *rows]:
             print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
+    for c, by_name in runs.items():
+        parts = []
+        for name in NAMES:
+            if name != IMPORTS:
+                seconds, times = beyond_imports(by_name, name)
+                parts.append(
+                    f"{name} {seconds:.1f} s" + ("" if name == "script" else f" ({times:.2f})")
+                )
+        print(f"\nbeyond the imports, {c} (script / it in brackets): " + ", ".join(parts))
     if "idle" in runs and "busy" in runs:
         slower = {
             n: median(runs["busy"][n], "seconds") / median(runs["idle"][n], "seconds")
