@@ -14,10 +14,12 @@ Each round runs, as fresh processes with cwd the repository root:
                  threads);
 - script 1 thread: the same script with ``OMP_NUM_THREADS=1``, as a user who knows to set it
                  runs it: the thread count specnet's ``threads: auto`` picks on a busy host;
-- imports:       ``python -c`` importing torch and building an Adam, and nothing else: what
-                 every contestant pays before its first step (the optimizer's constructor
-                 imports torch's compiler stack), so "beyond the imports" (each one's whole
-                 run less this, paired by round) is the part a trainer decides.
+- imports:       ``python -c`` importing torch and building an Adam, and nothing else: the
+                 imports every contestant pays before its first step (the optimizer's
+                 constructor imports torch's compiler stack). "Beyond the imports" is each
+                 one's whole run less the same round's imports: its data (the script and a
+                 spec's first run also import scikit-learn and split Digits), training,
+                 evaluation and what it writes.
 
 Wall time is time.perf_counter around subprocess.run (imports, data, training, evaluation
 and writing the run folder all count); "training" is the part of it from the built optimizer
@@ -33,9 +35,10 @@ start is printed) and ``busy`` (one ``while True: pass`` process per core, start
 condition's part of a round and killed after it). Every round runs each condition in turn, so
 busy and idle see the same spell of the host; within a condition the order of the contestants
 alternates from round to round. One untimed run of each comes first (the file cache warm, and
-specnet's data cache filled). Reported: medians of each one's times, and the ratios script /
-specnet (above 1: specnet faster) as the median of the rounds' ratios; busy / idle of each
-one's own median time.
+specnet's data cache filled). Reported: medians of each one's times, and the ratios of the
+script's (torch's default threads) over each other's (above 1: the other faster) as the median
+of the rounds' ratios, for the whole run, the training and the time beyond the imports; busy /
+idle of each one's own median time.
 """
 
 from __future__ import annotations
@@ -60,8 +63,9 @@ SCRIPT = "bench/_tutorial_digits.py"
 SCRIPT_1 = "script 1 thread"
 IMPORTS = "imports"
 NAMES = ("specnet", "specnet first", "script", SCRIPT_1, IMPORTS)
-IMPORTS_CODE = "import torch; torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])"
 """The contestants (see the module's docstring)."""
+IMPORTS_CODE = "import torch; torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))])"
+"""What the imports contestant runs: torch's import and the optimizer's."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +94,7 @@ def accuracy_from_output(text: str) -> float:
 def run_once(name: str, out: Path) -> Run:
     """One fresh process of ``name``, printed as it ends."""
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
-    env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU for both (the script has no device code)
+    env["CUDA_VISIBLE_DEVICES"] = ""  # the CPU for all (the script has no device code)
     if name == IMPORTS:
         cmd = [sys.executable, "-c", IMPORTS_CODE]
     elif name in ("script", SCRIPT_1):
@@ -157,9 +161,9 @@ def measure(rounds: int, tmp: Path, conditions: list[str]) -> dict[str, dict[str
     return runs
 
 
-def ratio(runs: dict[str, list[Run]], name: str, field: str) -> float:
-    """The median over the rounds of the script's ``field`` over ``name``'s."""
-    pairs = zip(runs["script"], runs[name], strict=True)
+def ratio(runs: dict[str, list[Run]], name: str, field: str, over: str = "script") -> float:
+    """The median over the rounds of ``over``'s ``field`` over ``name``'s."""
+    pairs = zip(runs[over], runs[name], strict=True)
     return statistics.median(float(getattr(s, field)) / float(getattr(o, field)) for s, o in pairs)
 
 
@@ -167,16 +171,28 @@ def median(runs: list[Run], field: str) -> float:
     return statistics.median(float(getattr(r, field)) for r in runs)
 
 
-def beyond_imports(runs: dict[str, list[Run]], name: str) -> tuple[float, float]:
-    """The median over the rounds of ``name``'s whole run less the round's imports, and the
-    median of the rounds' ratios of the script's such time over ``name``'s."""
-    rounds = zip(runs["script"], runs[name], runs[IMPORTS], strict=True)
-    beyond = [(s.seconds - i.seconds, o.seconds - i.seconds) for s, o, i in rounds]
-    ratios = [s / o for s, o in beyond if o > 0]
-    return (
-        statistics.median(o for _, o in beyond),
-        statistics.median(ratios) if ratios else float("nan"),
-    )
+def beyond_imports(runs: dict[str, list[Run]], name: str) -> list[float]:
+    """``name``'s whole run less the same round's imports, round by round."""
+    pairs = zip(runs[name], runs[IMPORTS], strict=True)
+    return [run.seconds - imports.seconds for run, imports in pairs]
+
+
+def beyond_ratio(runs: dict[str, list[Run]], name: str, over: str = "script") -> str:
+    """The median of the rounds' ratios of ``over``'s time beyond the imports over ``name``'s
+    (over the rounds where both are positive, counted when some are not)."""
+    pairs = list(zip(beyond_imports(runs, over), beyond_imports(runs, name), strict=True))
+    ratios = [s / o for s, o in pairs if s > 0 and o > 0]
+    if not ratios:
+        return "no round where both took longer than the imports"
+    counted = "" if len(ratios) == len(pairs) else f" in {len(ratios)} of {len(pairs)} rounds"
+    return f"{statistics.median(ratios):.2f}{counted}"
+
+
+def beyond_text(runs: dict[str, list[Run]], name: str) -> str:
+    """The median of ``name``'s time beyond the imports and, but for the script, the script's
+    over it."""
+    text = f"{name} {statistics.median(beyond_imports(runs, name)):.1f} s"
+    return text if name == "script" else f"{text} ({beyond_ratio(runs, name)})"
 
 
 def main() -> None:
@@ -233,14 +249,15 @@ def main() -> None:
         for row in [header, *rows]:
             print("  ".join(cell.rjust(w) for cell, w in zip(row, widths, strict=True)))
     for c, by_name in runs.items():
-        parts = []
-        for name in NAMES:
-            if name != IMPORTS:
-                seconds, times = beyond_imports(by_name, name)
-                parts.append(
-                    f"{name} {seconds:.1f} s" + ("" if name == "script" else f" ({times:.2f})")
-                )
+        parts = [beyond_text(by_name, name) for name in NAMES if name != IMPORTS]
         print(f"\nbeyond the imports, {c} (script / it in brackets): " + ", ".join(parts))
+    for c, by_name in runs.items():
+        parts = []
+        for name in ("specnet", "specnet first"):
+            whole = ratio(by_name, name, "seconds", SCRIPT_1)
+            beyond = beyond_ratio(by_name, name, SCRIPT_1)
+            parts.append(f"{name} {whole:.2f} (beyond the imports {beyond})")
+        print(f"\n{SCRIPT_1} / it, {c}: " + ", ".join(parts))
     if "idle" in runs and "busy" in runs:
         slower = {
             n: median(runs["busy"][n], "seconds") / median(runs["idle"][n], "seconds")
