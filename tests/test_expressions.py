@@ -23,6 +23,8 @@ ENV = {"planes": 64, "k": 5, "c": 30, "width": 1.1, "layers": [2, 3, 4], "s": 2,
         ("max(8, $planes // 32)", 8),
         ("min($layers[0], $layers[-1])", 2),
         ("round($width * 10)", 11),
+        ("round($planes, -1)", 60),
+        ("round($width, 1)", 1.1),
         ("ceil($layers[1] * $width)", 4),
         ("floor(2.7)", 2),
         ("int($c * $width)", 33),
@@ -90,6 +92,8 @@ def test_an_exact_reference_keeps_its_value() -> None:
         ("1e308 * 10.0 * $k", "inf"),
         ("$k < 'a'", "cannot compare"),
         ("make_divisible($k, 0)", "divisor"),
+        ("round($planes, -99999999999999)", "MAX_ROUND_DIGITS"),  # 10**n would never end
+        ("round($width, 1.5)", "a whole number"),
         ("(" * 300 + "$k" + ")" * 300, str(MAX_EXPRESSION)),
     ],
 )

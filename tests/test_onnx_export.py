@@ -80,6 +80,18 @@ def test_the_command_is_quiet_and_writes_a_dynamic_batch(tmp_path: Path) -> None
         assert y.shape == (batch, 10) and np.isfinite(y).all()
 
 
+def test_an_onnx_output_name_chooses_the_format(tmp_path: Path) -> None:
+    out = tmp_path / "lenet.onnx"
+    result = _specnet("export", str(LENET), "-o", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert _dims(out) == ([["batch", 1, 32, 32]], [["batch", 10]])
+    # Python source asked for by name into an .onnx file is a usage error, nothing written.
+    other = tmp_path / "other.onnx"
+    result = _specnet("export", str(LENET), "--format", "python", "-o", str(other), cwd=tmp_path)
+    assert result.returncode == 2 and not other.exists()
+    assert f"-o {other} names an ONNX file" in result.stderr
+
+
 def test_verbose_shows_the_exporters_progress_on_stderr(tmp_path: Path) -> None:
     out = tmp_path / "lenet.onnx"
     result = _specnet(

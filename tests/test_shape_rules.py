@@ -709,3 +709,42 @@ def _guess(arg: str, vals: list[Value]) -> Any:
     if arg == "normalized_shape":
         return [x.shape[-1]]
     return x.shape[0] if arg in ("in_channels", "num_features", "num_channels") else x.shape[-1]
+
+
+WEIGHTED = [
+    ("Linear", {"out_features": 3}, (4,)),
+    ("Conv2d", {"out_channels": 2, "kernel_size": 3}, (1, 5, 5)),
+    ("LSTM", {"hidden_size": 3, "batch_first": True}, (5, 4)),
+    ("LayerNorm", {"normalized_shape": [4]}, (4,)),
+    ("BatchNorm1d", {}, (4,)),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "shape"), WEIGHTED, ids=[w[0] for w in WEIGHTED])
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+def test_inputs_of_another_float_dtype_than_the_weights_are_refused_where_torch_refuses(
+    name: str, args: dict[str, Any], shape: tuple[int, ...], dtype: str
+) -> None:
+    # specnet builds float32 weights; torch's matmuls and convolutions refuse any other
+    # floating dtype, its norms take float16 and bfloat16 (not float64) beside them.
+    vals: list[Value] = [T(shape, "float32")]
+    out = run_rule(name, args, vals)
+    made = layers()[name].build_target()(**constructor(name, args, out, vals)).eval()
+    x = torch.zeros(2, *shape, dtype=getattr(torch, dtype))
+    try:
+        with torch.no_grad():
+            made(x)
+        torch_takes = True
+    except (RuntimeError, ValueError):  # the RNNs check dtypes in Python
+        torch_takes = False
+    try:
+        run_rule(name, args, [T(shape, dtype)])
+        rule_takes = True
+    except ShapeMismatch as exc:
+        assert "float32" in str(exc)
+        rule_takes = False
+    if name in ("LayerNorm", "BatchNorm1d"):
+        # The rule checks floating-point only; torch refuses float64 beside float32 weights.
+        assert rule_takes and torch_takes == (dtype != "float64")
+    else:
+        assert rule_takes is torch_takes is False

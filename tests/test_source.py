@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from specnet import SpecSyntaxError
+import specnet
+from specnet import SpecError, SpecSyntaxError
 from specnet._front import source
 from specnet._front.limits import MAX_BYTES, MAX_DEPTH, MAX_NODES
 from specnet._front.source import read_document
@@ -61,6 +62,31 @@ def test_duplicate_keys_are_reported_not_dropped() -> None:
 def test_merge_keys_keep_explicit_values() -> None:
     doc = read_document("base: &b {x: 1, y: 2}\nuse:\n  <<: *b\n  y: 3\n")
     assert doc.data["use"] == {"x": 1, "y": 3}
+
+
+def test_merge_keys_written_in_place_merge_with_their_positions() -> None:
+    # `<<:` followed by a mapping (or a list of them) written in place, not an alias: its
+    # keys are merged once it is read, each at its own position, explicit keys winning.
+    doc = read_document("m:\n  out: 2\n  <<:\n    bias: false\n    out: 3\n  after: 1\n")
+    assert doc.data["m"] == {"out": 2, "bias": False, "after": 1}
+    assert doc.source.keys[("m", "bias")] == (4, 5)
+    doc = read_document("m: {<<: [{a: 1}, {a: 2, b: 3}], b: 4}\n")
+    assert doc.data["m"] == {"a": 1, "b": 4}
+
+
+def test_an_unknown_argument_in_a_merge_is_located_not_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(
+        "input: [4]\nmodel:\n  type: Linear\n  out_features: 2\n"
+        "  <<:\n    bias: false\n    bogus_key: 1\n"
+    )
+    with pytest.raises(SpecError) as info:
+        specnet.build(path)
+    assert f"{path}:7:5: model.bogus_key: unknown argument 'bogus_key' for Linear" in str(
+        info.value
+    )
+    path.write_text(path.read_text().replace("    bogus_key: 1\n", ""))
+    assert specnet.build(path).bias is None
 
 
 def test_json_text_and_files(tmp_path: Path) -> None:

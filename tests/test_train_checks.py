@@ -111,6 +111,22 @@ def test_a_class_weight_of_the_wrong_length_is_located(
     assert "weight has 2 entries, but the model gives 3 class scores" in err[0]
 
 
+def test_a_loss_that_is_not_one_number_is_refused_at_the_loss(
+    spec: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # reduction: none gives a loss per sample, which backward() cannot start from.
+    _data(spec.parent, torch.arange(40) % 3)
+    code, err = _train(
+        spec, capsys, "--set", "train.loss={type: CrossEntropyLoss, reduction: none}"
+    )
+    assert code == 1
+    assert err[0].startswith(f"{spec}:{LOSS_LINE}:")
+    assert "gives a loss of shape [8] for a batch: training needs one number" in err[0]
+    # Summed, it is one number and trains.
+    code, err = _train(spec, capsys, "--set", "train.loss={type: CrossEntropyLoss, reduction: sum}")
+    assert code == 0, err
+
+
 def test_an_elementwise_loss_refuses_targets_that_would_broadcast(
     spec: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

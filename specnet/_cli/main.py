@@ -196,6 +196,11 @@ def _draw(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from specnet._front.extras import export_needs, require
 
+    named_onnx = args.output is not None and args.output.lower().endswith(".onnx")
+    if args.format is None:  # from the output's name: -o model.onnx is ONNX
+        args.format = "onnx" if named_onnx else "python"
+    elif args.format == "python" and named_onnx:
+        raise UsageError(f"-o {args.output} names an ONNX file: --format onnx, or another name")
     require(export_needs(args.format))  # onnx's packages, before the model is built
     from specnet._api import load
     from specnet._build.export import export_onnx, python_source
@@ -522,7 +527,11 @@ def parser() -> argparse.ArgumentParser:
         "export", parents=[variant], help="write the model as plain PyTorch source or ONNX"
     )
     e.add_argument("file", metavar="FILE")
-    e.add_argument("--format", choices=["python", "onnx"], default="python")
+    e.add_argument(
+        "--format",
+        choices=["python", "onnx"],
+        help="default: onnx for -o NAME.onnx, python otherwise",
+    )
     e.add_argument("-o", "--output", help="output file (python: default stdout; onnx: FILE.onnx)")
     e.add_argument(
         "--batch",

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .limits import MAX_INT
+from .limits import MAX_INT, MAX_ROUND_DIGITS
 
 __all__ = [
     "FUNCTIONS",
@@ -81,6 +81,20 @@ def _length(v: Any) -> int:
     return len(v)
 
 
+def _round(v: Any, n: Any) -> float:
+    x = _number("round", v)
+    if n is None:
+        return round(x)
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise ExprError(f"round: the number of digits must be a whole number, got {n!r}")
+    if abs(n) > MAX_ROUND_DIGITS:
+        raise ExprError(
+            f"round: {n} digits is out of range (at most {MAX_ROUND_DIGITS} either side of "
+            "the point; a fixed limit, specnet._front.limits.MAX_ROUND_DIGITS)"
+        )
+    return round(x, n)
+
+
 def _int(v: Any) -> int:
     x = _number("int", v)
     if not math.isfinite(x):
@@ -91,7 +105,7 @@ def _int(v: Any) -> int:
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": lambda *xs: min(_number("min", x) for x in xs),
     "max": lambda *xs: max(_number("max", x) for x in xs),
-    "round": lambda x, n=None: round(_number("round", x)) if n is None else round(x, n),
+    "round": lambda x, n=None: _round(x, n),
     "int": _int,
     "float": lambda x: float(_number("float", x)),
     "abs": lambda x: abs(_number("abs", x)),

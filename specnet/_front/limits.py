@@ -18,6 +18,7 @@ __all__ = [
     "MAX_NAME",
     "MAX_NODES",
     "MAX_PARAMETERS",
+    "MAX_ROUND_DIGITS",
     "MAX_SUGGEST",
     "MAX_THREADS",
 ]
@@ -45,6 +46,10 @@ MAX_ELEMENTS = 2**40
 """Most elements one sample's tensor may have, at the input and after every layer."""
 MAX_PARAMETERS = 10**11
 """Most parameters (and buffer elements) a model may hold: 400 GB in float32."""
+MAX_ROUND_DIGITS = 400
+"""Most digits, either side of the point, an expression's ``round(x, n)`` may round to (a
+float has 17 significant digits and no exponent past 308; a larger ``-n`` would make Python
+compute ``10**-n``)."""
 MAX_NAME = 64
 """Longest spec ``name:``."""
 MAX_SUGGEST = 64

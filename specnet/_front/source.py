@@ -137,6 +137,7 @@ class _Frame:
         "container",
         "flow",
         "height",
+        "merge_into",
         "merged",
         "path",
         "pending_key",
@@ -153,6 +154,9 @@ class _Frame:
         """Levels of nesting in this value so far, aliases expanded."""
         self.merged: set[str] = set()
         """Keys taken over by a ``<<`` merge; an explicit key replaces them."""
+        self.merge_into: tuple[_Frame, tuple[int, int]] | None = None
+        """The mapping (and the ``<<`` key's position) this value, written in place after
+        ``<<:``, merges into once it is complete."""
         self.flow = False
         """Written in flow style (``{...}``, ``[...]``)."""
 
@@ -219,6 +223,8 @@ class _Builder:
                         self.nodes - frame.start,
                         frame.height,
                     )
+                if frame.merge_into is not None:
+                    self._merge(*frame.merge_into, frame.container)
                 continue
 
             tag = getattr(event, "tag", None)
@@ -284,10 +290,15 @@ class _Builder:
                 assert end is not None
                 self.source.value_ends[path] = (end.line + 1, end.column + 1)
                 self.last_end = end
-            self._attach(parent, path, value, root)
+            merge = self._attach(parent, path, value, root)
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 stack.append(_Frame(value, path, event.anchor, self.nodes))
                 stack[-1].flow = bool(event.flow_style)
+                # A mapping written in place after `<<:` is still empty here: it merges
+                # when it ends.
+                stack[-1].merge_into = merge
+            elif merge is not None:
+                self._merge(*merge, value)
         return root[0] if root else None
 
     def _key(self, event: Any, pos: tuple[int, int]) -> str:
@@ -330,19 +341,22 @@ class _Builder:
             raise self.fail(*pos, f"'{text}' is not a valid !!{kind}")
         return float(value) if kind == "float" else value
 
-    def _attach(self, parent: _Frame | None, path: Path, value: Any, root: list[Any]) -> None:
+    def _attach(
+        self, parent: _Frame | None, path: Path, value: Any, root: list[Any]
+    ) -> tuple[_Frame, tuple[int, int]] | None:
+        """Put ``value`` in its place; for a ``<<`` merge, return the mapping it merges into
+        (and the key's position) instead: the caller merges it once it is complete."""
         if parent is None:
             root.append(value)
-            return
+            return None
         if isinstance(parent.container, list):
             parent.container.append(value)
-            return
+            return None
         assert parent.pending_key is not None
         key, key_pos = parent.pending_key
         parent.pending_key = None
         if key == "<<" and isinstance(value, (dict, list)):
-            self._merge(parent, value, key_pos)
-            return
+            return parent, key_pos
         if key in parent.merged:
             parent.merged.discard(key)
             del parent.container[key]
@@ -358,15 +372,19 @@ class _Builder:
                     *key_pos,
                 )
             )
-            return
+            return None
         self.source.keys[path] = key_pos
         self.source.key_ends[path] = self.key_end
         parent.container[key] = value
+        return None
 
-    def _merge(self, parent: _Frame, value: Any, pos: tuple[int, int]) -> None:
-        """YAML merge key ``<<: *defaults``: keys not set explicitly are taken over."""
+    def _merge(self, parent: _Frame, pos: tuple[int, int], value: Any) -> None:
+        """YAML merge key ``<<: *defaults``: keys not set explicitly are taken over. A key
+        written in place (``<<: {bias: false}``) keeps its own position."""
         sources = value if isinstance(value, list) else [value]
-        for source in sources:
+        here = (*parent.path, "<<")
+        for i, source in enumerate(sources):
+            written = (*here, i) if isinstance(value, list) else here
             if not isinstance(source, dict):
                 self.errors.append(
                     ErrorItem(
@@ -378,8 +396,12 @@ class _Builder:
                 if k not in parent.container:
                     parent.merged.add(k)
                     parent.container[k] = copy.deepcopy(v)
-                    self.source.keys.setdefault((*parent.path, k), pos)
-                    self.source.values.setdefault((*parent.path, k), pos)
+                    self.source.keys.setdefault(
+                        (*parent.path, k), self.source.keys.get((*written, k), pos)
+                    )
+                    self.source.values.setdefault(
+                        (*parent.path, k), self.source.values.get((*written, k), pos)
+                    )
 
 
 def _parse_text(text: str, file: str | None) -> Document:

@@ -854,7 +854,7 @@ class Trainer:
                     problem = target_problem(self.loss_fn, out, y, _all_targets(data))
                     if problem is None and self._loss_named:  # not a caller's function
                         try:
-                            self.loss_fn(out, y)
+                            value = self.loss_fn(out, y)
                         except (RuntimeError, ValueError, IndexError, TypeError) as exc:
                             problem = (
                                 f"{type(self.loss_fn).__name__} cannot take the model's output "
@@ -862,6 +862,13 @@ class Trainer:
                                 f"({str(y.dtype).removeprefix('torch.')}): "
                                 f"{str(exc).strip().splitlines()[0]}"
                             )
+                        else:
+                            if isinstance(value, torch.Tensor) and value.dim() != 0:
+                                problem = (
+                                    f"{type(self.loss_fn).__name__} gives a loss of shape "
+                                    f"{list(value.shape)} for a batch: training needs one "
+                                    "number (reduction: mean or sum)"
+                                )
             finally:
                 self.model.train(was_training)
         if problem is not None:

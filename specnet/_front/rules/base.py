@@ -338,11 +338,24 @@ _PROMOTION = ("bool", "uint8", "int8", "int16", "int32", "int64", *_FLOATS)
 _LAYOUT = {1: "C, L", 2: "C, H, W", 3: "C, D, H, W"}
 
 
-def _float(v: Value, layer: str) -> TensorType:
-    """The single tensor input of a layer with weights, which must be floating-point."""
+_WEIGHTS = "float32"
+"""The dtype specnet builds every layer's weights in (``train.precision`` runs them lower)."""
+
+
+def _float(v: Value, layer: str, mixed: bool = False) -> TensorType:
+    """The single tensor input of a layer with weights, which must be of their dtype.
+
+    ``mixed``: torch's norms also take any floating-point input (on the CPU, float16 and
+    bfloat16 beside float32 weights; float64 where they hold no weights), so only
+    floating-point is checked."""
     x = tensor(v)
     if x.dtype not in _FLOATS:
         raise ShapeMismatch(f"{layer} expects a floating-point input, got {x}")
+    if x.dtype != _WEIGHTS and not mixed:
+        raise ShapeMismatch(
+            f"{layer}'s weights are {_WEIGHTS} and torch does not mix dtypes: its input must be "
+            f"{_WEIGHTS}, got {x} {x.dtype} (train.precision runs a float32 model in bf16 or fp16)"
+        )
     return x
 
 

@@ -38,7 +38,7 @@ def batch_norm(
     name: str, ranks: tuple[tuple[int, ...], str], args: Args, inputs: list[Value]
 ) -> Out:
     """Keeps the shape; ``num_features`` is the channel dimension."""
-    x = _float(inputs[0], name)
+    x = _float(inputs[0], name, mixed=True)
     need_rank(x, ranks[0], name, ranks[1])
     _fill(args, "num_features", x.shape[0], x)
     return Out(x, args, prod(x.shape))
@@ -47,7 +47,7 @@ def batch_norm(
 @rules.rule("SyncBatchNorm", infers=("num_features",))
 def sync_batch_norm(args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape; ``num_features`` is the channel dimension (any rank)."""
-    x = _float(inputs[0], "SyncBatchNorm")
+    x = _float(inputs[0], "SyncBatchNorm", mixed=True)
     _min_rank(x, 1, "SyncBatchNorm", "C, *")
     _fill(args, "num_features", x.shape[0], x)
     return Out(x, args, prod(x.shape))
@@ -56,7 +56,7 @@ def sync_batch_norm(args: Args, inputs: list[Value]) -> Out:
 @rules.rule("GroupNorm", infers=("num_channels",))
 def group_norm(args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape; ``num_groups`` must divide the channels."""
-    x = _float(inputs[0], "GroupNorm")
+    x = _float(inputs[0], "GroupNorm", mixed=True)
     _min_rank(x, 1, "GroupNorm", "C, *")
     _fill(args, "num_channels", x.shape[0], x)
     if args["num_groups"] < 1 or x.shape[0] % args["num_groups"]:
@@ -69,7 +69,7 @@ def group_norm(args: Args, inputs: list[Value]) -> Out:
 def layer_norm(name: str, _: None, args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape. Inferred ``normalized_shape`` is the last dimension ``[C]``;
     a given one must equal the trailing dimensions."""
-    x = _float(inputs[0], name)
+    x = _float(inputs[0], name, mixed=True)
     _min_rank(x, 1, name, "..., C")
     given = args.get("normalized_shape")
     if given is None:
