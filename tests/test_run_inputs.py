@@ -204,3 +204,36 @@ def test_an_onnx_export_to_stdout_or_an_unwritable_default_is_refused(
     (tmp_path / "s.yaml").write_text(SPEC, "utf-8")
     assert main(["export", str(tmp_path / "s.yaml"), "--format", "onnx"]) == 2
     assert "is a folder" in capsys.readouterr().err
+
+
+def test_predict_on_no_samples_writes_an_empty_batch_of_outputs(run: Path, tmp_path: Path) -> None:
+    x, out = tmp_path / "x.pt", tmp_path / "o.pt"
+    torch.save(torch.randn(0, 4), x)
+    args = ["predict", str(run / "s.yaml"), "--checkpoint", str(run / "run")]
+    assert main([*args, "--input", str(x), "--output", str(out)]) == 0
+    assert torch.load(out, weights_only=True).shape == (0, 3)  # as for 2 samples: (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("x", "said"),
+    [
+        (torch.randn(32, 4).to_sparse(), "'x' is a torch.sparse_coo tensor; save a dense one"),
+        (torch.tensor(1.0), "'x' is a single number, not one row per sample"),
+    ],
+)
+def test_a_tensor_file_of_sparse_or_single_numbers_is_located(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], x: torch.Tensor, said: str
+) -> None:
+    data = tmp_path / "d.pt"
+    torch.save({"x": x, "y": torch.arange(32) % 3}, data)
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        SPEC.replace(
+            "{type: Synthetic, samples: 32, test_samples: 8, classes: 3}",
+            f"{{type: TensorFile, path: {data}}}",
+        ),
+        "utf-8",
+    )
+    assert main(["train", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) != 0
+    err = capsys.readouterr().err
+    assert f"{spec}:7:" in err and said in err and "Traceback" not in err

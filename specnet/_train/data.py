@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -244,7 +245,9 @@ def _synthetic(r: _Request) -> Dataset[Any] | None:
 def _tensor_file(r: _Request) -> Dataset[Any] | None:
     path = os.path.expanduser(r.args["path"])
     try:
-        data = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # torch's notes on loading are not for this file
+            warnings.simplefilter("ignore")
+            data = torch.load(path, weights_only=True, map_location="cpu")
     except OSError as exc:
         raise r.error(
             f"cannot read {path!r}: {(exc.strerror or str(exc)).lower()}", "path"
@@ -271,6 +274,13 @@ def _tensor_file(r: _Request) -> Dataset[Any] | None:
             "path",
         )
     x, y = data[keys[0]], data[keys[1]]
+    for key, t in ((keys[0], x), (keys[1], y)):
+        if t.layout != torch.strided:
+            raise r.error(
+                f"{path!r}: {key!r} is a {t.layout} tensor; save a dense one (to_dense())", "path"
+            )
+        if t.dim() == 0:
+            raise r.error(f"{path!r}: {key!r} is a single number, not one row per sample", "path")
     if len(x) != len(y):
         raise r.error(
             f"{path!r}: {keys[0]!r} has {len(x)} samples but {keys[1]!r} has {len(y)}", "path"

@@ -1337,9 +1337,11 @@ class Trainer:
         was_training = self.model.training
         self.model.eval()
         outs: list[torch.Tensor] = []
+        # No samples: the model on the empty batch, so the output is [0, ...] as it would be.
+        batches: Any = [data] if isinstance(data, torch.Tensor) and len(data) == 0 else loader
         try:
             with torch.no_grad(), _threads(self._working_threads()):
-                for batch in loader:
+                for batch in batches:
                     x = batch[0] if isinstance(batch, (tuple, list)) and len(batch) <= 2 else batch
                     with self._autocast():
                         out = self._call(_move(x, self.device), self._eval_forward)
