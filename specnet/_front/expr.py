@@ -81,7 +81,7 @@ def _length(v: Any) -> int:
     return len(v)
 
 
-def _round(v: Any, n: Any) -> float:
+def _round(v: Any, n: Any = None) -> float:
     x = _number("round", v)
     if n is None:
         return round(x)
@@ -105,7 +105,7 @@ def _int(v: Any) -> int:
 FUNCTIONS: dict[str, Callable[..., Any]] = {
     "min": lambda *xs: min(_number("min", x) for x in xs),
     "max": lambda *xs: max(_number("max", x) for x in xs),
-    "round": lambda x, n=None: _round(x, n),
+    "round": _round,
     "int": _int,
     "float": lambda x: float(_number("float", x)),
     "abs": lambda x: abs(_number("abs", x)),

@@ -48,10 +48,12 @@ __all__ = [
     "Split",
     "check_fits",
     "data_error",
+    "dense_problem",
     "embedding_size",
     "load_dataset",
     "model_output_shape",
     "preprocessing",
+    "read_tensors",
     "single_input",
 ]
 
@@ -242,22 +244,37 @@ def _synthetic(r: _Request) -> Dataset[Any] | None:
     return TensorDataset(x, y)
 
 
+def read_tensors(path: str | os.PathLike[str]) -> Any:
+    """A user's file of tensors (a data set's, ``predict``'s input), read with ``weights_only``
+    onto the CPU; torch's notes on loading are not for its reader. Raises ``ValueError``
+    saying why it cannot be read."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, weights_only=True, map_location="cpu")
+    except OSError as exc:
+        raise ValueError((exc.strerror or str(exc)).lower()) from None
+    except Exception:  # a damaged, foreign or text file fails anywhere in torch's reader
+        raise ValueError(
+            "it is not a file of tensors written by torch.save (damaged, empty, or holding "
+            "objects other than tensors, lists, dicts and plain values)"
+        ) from None
+
+
+def dense_problem(t: torch.Tensor) -> str | None:
+    """Why a tensor read from a user's file cannot be used as it is: sparse (or another
+    layout that is not strided)."""
+    if t.layout != torch.strided:
+        return f"a {t.layout} tensor; save a dense one (to_dense())"
+    return None
+
+
 def _tensor_file(r: _Request) -> Dataset[Any] | None:
     path = os.path.expanduser(r.args["path"])
     try:
-        with warnings.catch_warnings():  # torch's notes on loading are not for this file
-            warnings.simplefilter("ignore")
-            data = torch.load(path, weights_only=True, map_location="cpu")
-    except OSError as exc:
-        raise r.error(
-            f"cannot read {path!r}: {(exc.strerror or str(exc)).lower()}", "path"
-        ) from None
-    except Exception:  # a damaged or foreign file fails anywhere in torch's reader
-        raise r.error(
-            f"cannot read {path!r}: it is not a file of tensors written by torch.save (damaged, "
-            "or holding objects other than tensors, lists, dicts and plain values)",
-            "path",
-        ) from None
+        data = read_tensors(path)
+    except ValueError as exc:
+        raise r.error(f"cannot read {path!r}: {exc}", "path") from None
     if not isinstance(data, Mapping):
         raise r.error(
             f"{path!r} holds a {type(data).__name__}; expected a mapping with tensors 'x' and 'y'",
@@ -275,10 +292,9 @@ def _tensor_file(r: _Request) -> Dataset[Any] | None:
         )
     x, y = data[keys[0]], data[keys[1]]
     for key, t in ((keys[0], x), (keys[1], y)):
-        if t.layout != torch.strided:
-            raise r.error(
-                f"{path!r}: {key!r} is a {t.layout} tensor; save a dense one (to_dense())", "path"
-            )
+        sparse = dense_problem(t)
+        if sparse is not None:
+            raise r.error(f"{path!r}: {key!r} is {sparse}", "path")
         if t.dim() == 0:
             raise r.error(f"{path!r}: {key!r} is a single number, not one row per sample", "path")
     if len(x) != len(y):

@@ -4,9 +4,8 @@ a run folder loaded back as a module (:func:`load_run`), its data set's preproce
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -18,7 +17,15 @@ from specnet._front.outputs import check_writable
 from specnet._front.spec import Spec
 
 from .checkpoint import find_checkpoint, load_weights, model_hash
-from .data import Split, check_fits, load_dataset, preprocessing, single_input
+from .data import (
+    Split,
+    check_fits,
+    dense_problem,
+    load_dataset,
+    preprocessing,
+    read_tensors,
+    single_input,
+)
 from .errors import RunFolderError
 from .files import atomic_write, write_failure
 from .preprocess import Preprocess, Preprocessed
@@ -136,24 +143,15 @@ def predict_file(
 def _read_input(inputs: str | os.PathLike[str]) -> torch.Tensor:
     """The tensor of the ``--input`` file (a tensor, or a mapping with it as ``x``)."""
     try:
-        with warnings.catch_warnings():  # torch's advice on weights_only is not for this file
-            warnings.simplefilter("ignore")
-            loaded: Any = torch.load(inputs, weights_only=True, map_location="cpu")
-    except OSError as exc:
-        raise UsageError(
-            f"cannot read --input {inputs}: {(exc.strerror or str(exc)).lower()}"
-        ) from None
-    except Exception:  # a damaged, foreign or text file fails anywhere in torch's reader
-        raise UsageError(
-            f"cannot read --input {inputs}: it is not a file of tensors written by torch.save "
-            "(damaged, empty, or holding objects other than tensors, lists, dicts and plain "
-            "values)"
-        ) from None
+        loaded = read_tensors(inputs)
+    except ValueError as exc:
+        raise UsageError(f"cannot read --input {inputs}: {exc}") from None
     x = loaded.get("x") if isinstance(loaded, dict) else loaded
     if not isinstance(x, torch.Tensor):
         raise UsageError(f"--input {inputs}: expected a tensor, or a mapping with a tensor 'x'")
-    if x.layout != torch.strided:
-        raise UsageError(f"--input {inputs}: a {x.layout} tensor; save a dense one (to_dense())")
+    sparse = dense_problem(x)
+    if sparse is not None:
+        raise UsageError(f"--input {inputs}: {sparse}")
     return x
 
 
