@@ -7,6 +7,8 @@ import json
 import os
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import torch
 from torch import nn
 
 import specnet
+from specnet._front.limits import MAX_SYNTHETIC_ELEMENTS
 from specnet._front.spec import TensorSpec
 from specnet._front.trainspec import Component
 from specnet._train.data import check_fits, embedding_size, load_dataset, model_output_shape
@@ -236,6 +239,69 @@ def test_synthetic_follows_the_spec_and_the_model() -> None:
     assert isinstance(data, torch.utils.data.TensorDataset)
     assert data.tensors[0].shape == (256, 3, 4)  # the default test_samples
     assert data.tensors[1].shape == (256, 2, 6) and data.tensors[1].is_floating_point()
+
+
+@pytest.mark.parametrize("key", ["samples", "val_samples", "test_samples"])
+def test_a_synthetic_split_past_the_limit_is_refused_at_its_size_alike_everywhere(
+    key: str,
+) -> None:
+    # 2**22 samples of [32, 32, 1]: 2**32 elements, the most a split may generate; one more
+    # sample is past it. specnet validate sees it with the spec's input; a TrainSpec made in
+    # Python, when the data set is loaded for that input (before anything is allocated).
+    limit = MAX_SYNTHETIC_ELEMENTS // 1024
+    split = {"samples": "train", "val_samples": "val", "test_samples": "test"}[key]
+    found = []
+    for n, past in ((limit, False), (limit + 1, True)):
+        data = {"type": "Synthetic", key: n, "samples": n if key == "samples" else 4}
+        text = f"input: [32, 32, 1]\nmodel: Flatten\ntrain: {{data: {json.dumps(data)}}}\n"
+        assert bool(specnet.validate(text)) is past
+        if past:
+            with pytest.raises(specnet.SpecValidationError) as validated:
+                specnet.load(text)
+            (item,) = validated.value.errors
+            assert item.path == ("train", "data", key)
+            assert "MAX_SYNTHETIC_ELEMENTS" in item.msg and item.line == 3
+            c = Component(type="Synthetic", args={k: v for k, v in data.items() if k != "type"})
+            with pytest.raises(specnet.SpecValidationError) as loaded:
+                load_dataset(c, split, input=TensorSpec(shape=(32, 32, 1)))
+            found = [item.msg, loaded.value.errors[0].msg]
+            assert loaded.value.errors[0].path == ("train", "data", key)
+    assert found[0] == found[1]
+
+
+_LITTLE_MEMORY = """
+import resource, sys
+import torch
+from specnet._cli.main import main
+used = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (used + (1 << 30), resource.RLIM_INFINITY))
+sys.exit(main(["validate", sys.argv[1]]) or main(["train", sys.argv[1], "--out", sys.argv[2]]))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads its memory from /proc")
+def test_a_synthetic_split_larger_than_the_memory_is_a_located_error(tmp_path: Path) -> None:
+    # Within the limit (validate passes) but more than the process may allocate (1 GiB more
+    # than it holds once torch is imported): a located error, not torch's allocator message.
+    spec = tmp_path / "big.yaml"
+    spec.write_text(
+        "input: [64]\nmodel: {type: Linear, out_features: 3}\n"
+        "train: {data: {type: Synthetic, samples: 20000000, test_samples: 0, classes: 3}}\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", _LITTLE_MEMORY, str(spec), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 1, run.stderr
+    assert "1 of 1 spec(s) valid" in run.stdout + run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert lines[-1] == (
+        f"{spec}:3:42: train.data.samples: Synthetic: not enough memory for 20000000 samples "
+        "of [64] float32 and their targets"
+    ), run.stderr
+    assert "Traceback" not in run.stderr and "DefaultCPUAllocator" not in run.stderr
 
 
 def test_tensor_file(tmp_path: Path) -> None:

@@ -477,6 +477,31 @@ def test_a_resume_that_would_not_continue_the_run_is_refused_and_the_folder_kept
     assert json.loads((out / "run.json").read_text())["epochs"] == 3
 
 
+def test_a_resume_compares_with_the_settings_the_checkpoint_trained_with_not_an_edited_spec_yaml(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --resume DIR reads DIR/spec.yaml; editing it does not change what the run was.
+    spec = tmp_path / "s.yaml"
+    spec.write_text(DIGITS.replace("epochs: 4", "epochs: 1"), "utf-8")
+    out = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(out), "--no-progress"]) == 0
+    recorded = out / "spec.yaml"
+    text = recorded.read_text("utf-8")
+    assert "batch_size: 64" in text and "epochs: 1" in text
+    recorded.write_text(text.replace("batch_size: 64", "batch_size: 16"), "utf-8")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    resume = ["train", "--resume", str(out), "--no-progress", "--set", "train.epochs=2"]
+    assert main(resume) == 1
+    err = capsys.readouterr().err
+    line = next(n for n, t in enumerate(text.splitlines(), 1) if "batch_size" in t)
+    assert f"{recorded}:{line}:" in err and "train.batch_size:" in err, err
+    assert "the run being resumed has batch_size 64, this spec 16" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    recorded.write_text(text, "utf-8")  # as trained: the resume goes on
+    assert main(resume) == 0
+    assert json.loads((out / "run.json").read_text())["epochs"] == 2
+
+
 @pytest.mark.parametrize(
     ("before", "after"),
     [

@@ -1,24 +1,29 @@
-"""``validate`` accepts exactly what ``build`` accepts.
+"""``validate`` accepts exactly what ``build`` accepts, and what it accepts trains.
 
 A seeded, structure-aware generator starts from each layer's valid samples (the cases
 ``test_shape_rules`` checks against torch) and mutates their arguments: values of the
 right and the wrong type, edge numbers (negative, zero, huge, fractions), removed
 arguments. For every generated spec, ``specnet.validate`` reports no error exactly when
 ``specnet.build(..., device="meta")`` succeeds, neither raises anything but a located
-:class:`SpecError`, and every error carries a line and column.
+:class:`SpecError`, and every error carries a line and column. A layer whose spec validates
+also runs: torch checks some arguments only in ``forward`` or ``backward`` (CELU's ``alpha: 0``,
+an RReLU's ``lower > upper``), and those must be refused at the spec line too.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 import yaml
-from test_shape_rules import SAMPLES, Ints, Node, Unbatched, Unpool
+from test_shape_rules import BATCH, SAMPLES, Ints, Node, Unbatched, Unpool, tensors
 
 import specnet
 from specnet._front.registry import CONTAINERS, layers
@@ -142,22 +147,35 @@ def _mutate_example(path: Path, rng: random.Random) -> tuple[str, dict[str, Any]
     return path.stem, data
 
 
+_CASES = [
+    (name, {k: _plain(v) for k, v in args.items()}, items, inputs)
+    for name, group in sorted(SAMPLES.items())
+    for args, items in group
+    if (inputs := _inputs(items)) is not None
+]
+"""Each layer sample a spec can write: its type, arguments, inputs (as test_shape_rules
+gives them) and the spec's ``input``."""
+
+
 def generated(count: int, seed: int = 0) -> Iterator[tuple[str, str]]:
     """``count`` spec texts, each with the layer type (or example) it mutates."""
     rng = random.Random(seed)
-    cases = [
-        (name, {k: _plain(v) for k, v in args.items()}, inputs)
-        for name, group in sorted(SAMPLES.items())
-        for args, items in group
-        if (inputs := _inputs(items)) is not None
-    ]
     for _ in range(count):
         if rng.random() < 0.2:
             what, spec = _mutate_example(rng.choice(EXAMPLES), rng)
         else:
-            what, args, inputs = rng.choice(cases)
+            what, args, _, inputs = rng.choice(_CASES)
             spec = _spec(what, _mutate(what, args, rng), inputs)
         yield what, yaml.safe_dump(spec, sort_keys=False)
+
+
+def generated_layers(count: int, seed: int) -> Iterator[tuple[str, str, list[Any]]]:
+    """``count`` specs of one layer with mutated arguments, each with its type and inputs."""
+    rng = random.Random(seed)
+    for _ in range(count):
+        what, args, items, inputs = rng.choice(_CASES)
+        if inputs:  # a tensor a graph holds has no forward
+            yield what, yaml.safe_dump(_spec(what, _mutate(what, args, rng), inputs)), items
 
 
 def _outcome(text: str) -> tuple[list[str], str | None]:
@@ -194,3 +212,60 @@ def test_the_bad_corpus_fails_validate_and_build_alike(path: Path) -> None:
     with pytest.raises(specnet.SpecError) as info:
         specnet.build(path, device="meta")
     assert all(e.line is not None for e in info.value.errors), str(info.value)
+
+
+RUN_CASES = CASES // 3
+"""Generated one-layer specs run by the test below (a fixed seed of its own)."""
+RUN_ELEMENTS = 1 << 20
+"""Largest output, and most parameters, of a generated layer that is run on the CPU (a valid
+spec may ask for more memory than the machine has: that is not what is tested)."""
+
+
+def _real_inputs(items: list[Any]) -> list[Any]:
+    """A batch for the layer; integer inputs all 0, an index valid for any mutated table."""
+    xs = tensors(items)
+    for i, item in enumerate(items):
+        if isinstance(item, Ints):
+            xs[i] = torch.zeros((BATCH, *item.shape), dtype=getattr(torch, item.dtype))
+    return xs
+
+
+def _tensors_of(value: Any) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors_of(v)]
+    return []
+
+
+def _trains(text: str, items: list[Any]) -> str | None:
+    """Why torch refuses a training step (forward and backward) or an evaluation of the
+    layer ``text`` builds; None when both run (or it is too large to run here)."""
+    summary = specnet.summary(text)
+    output = math.prod(int(d) for d in re.findall(r"\d+", summary.output))  # at least its size
+    if max(output, summary.total_params) > RUN_ELEMENTS:
+        return None
+    model = specnet.build(text)
+    xs = _real_inputs(items)
+    try:
+        grads = [t for t in _tensors_of(model.train()(*xs)) if t.requires_grad]
+        if grads:
+            sum(t.float().sum() for t in grads).backward()
+        with torch.no_grad():
+            model.eval()(*xs)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_a_layer_that_validates_trains_and_evaluates() -> None:
+    torch.manual_seed(0)
+    refused = []
+    for name, text, items in generated_layers(RUN_CASES, seed=1):
+        if specnet.validate(text):
+            continue
+        problem = _trains(text, items)
+        if problem is not None:
+            refused.append(f"{name}: validates, but torch refuses it: {problem}\n{text}")
+    assert not refused, f"{len(refused)} of {RUN_CASES}:\n\n" + "\n\n".join(refused[:10])

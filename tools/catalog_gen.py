@@ -136,6 +136,17 @@ TYPE_OVERRIDES: dict[tuple[str, str], TypeSpec] = {
     ("ConvTranspose1d", "padding_mode"): {"enum": ["zeros"]},
     ("ConvTranspose2d", "padding_mode"): {"enum": ["zeros"]},
     ("ConvTranspose3d", "padding_mode"): {"enum": ["zeros"]},
+    # Annotated `int | tuple[int]`, but lp_pool1d multiplies by kernel_size: only an int works.
+    ("LPPool1d", "kernel_size"): "int",
+    # Annotated to allow None, which their forward refuses (None only inside the list, in 2-D
+    # and 3-D: that dimension keeps its input size).
+    **{
+        (f"Adaptive{kind}Pool{n}d", "output_size"): {
+            "union": ["int", {"list": {"union": ["int", "null"]}}]
+        }
+        for kind in ("Avg", "Max")
+        for n in (1, 2, 3)
+    },
     # Annotated `Any | None`, but they are a custom encoder/decoder module.
     ("Transformer", "custom_encoder"): {"union": ["node", "null"]},
     ("Transformer", "custom_decoder"): {"union": ["node", "null"]},

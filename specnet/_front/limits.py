@@ -20,6 +20,7 @@ __all__ = [
     "MAX_PARAMETERS",
     "MAX_ROUND_DIGITS",
     "MAX_SUGGEST",
+    "MAX_SYNTHETIC_ELEMENTS",
     "MAX_THREADS",
 ]
 
@@ -50,6 +51,9 @@ MAX_ROUND_DIGITS = 400
 """Most digits, either side of the point, an expression's ``round(x, n)`` may round to (a
 float has 17 significant digits and no exponent past 308; a larger ``-n`` would make Python
 compute ``10**-n``)."""
+MAX_SYNTHETIC_ELEMENTS = 2**32
+"""Most input elements a ``Synthetic`` data set may generate for one split (its samples times
+the elements of one sample): 16 GiB of float32."""
 MAX_NAME = 64
 """Longest spec ``name:``."""
 MAX_SUGGEST = 64

@@ -29,7 +29,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 from .errors import Path, SpecValidationError, did_you_mean
-from .limits import MAX_THREADS
+from .limits import MAX_SYNTHETIC_ELEMENTS, MAX_THREADS
 from .registry import Kind, Param, Registry, TypeDef, losses, optimizers, schedulers
 from .source import Document, SourceMap
 from .types import Range, TypeSpec, describe
@@ -598,7 +598,9 @@ def datasets() -> Registry:
                     Range(1),
                 ),
             ),
-            "Random inputs shaped like the spec's input, for smoke tests and benchmarks.",
+            "Random inputs shaped like the spec's input, for smoke tests and benchmarks; a "
+            f"split holds at most {MAX_SYNTHETIC_ELEMENTS} input elements (its samples times a "
+            "sample's).",
             splits=lambda args: _given(val=args["val_samples"] > 0, test=args["test_samples"] > 0),
         )
     )
@@ -701,6 +703,37 @@ def checked_component(component: Component, key: str, source: SourceMap | None =
     if checked is None or checker.errors:
         raise SpecValidationError(checker.errors)
     return checked
+
+
+SYNTHETIC_SPLITS = {"train": "samples", "val": "val_samples", "test": "test_samples"}
+"""The argument of a Synthetic data set that gives each split's number of samples."""
+
+
+def synthetic_problem(args: Mapping[str, Any], key: str, sample_elements: int) -> str | None:
+    """Why a Synthetic data set (``args``, defaults filled in) cannot generate the split whose
+    number of samples is ``key``, for inputs of ``sample_elements`` elements a sample: past
+    :data:`MAX_SYNTHETIC_ELEMENTS`."""
+    n = int(args[key])
+    if n * sample_elements <= MAX_SYNTHETIC_ELEMENTS:
+        return None
+    return (
+        f"{n} samples of {sample_elements} elements are {n * sample_elements} elements, more "
+        f"than the {MAX_SYNTHETIC_ELEMENTS} a split may generate (a fixed limit, "
+        "specnet._front.limits.MAX_SYNTHETIC_ELEMENTS)"
+    )
+
+
+def check_data_size(checker: Checker, train: TrainSpec, sample_elements: int) -> None:
+    """Report, into ``checker``, each split of ``train``'s Synthetic data set past the limit
+    for inputs of ``sample_elements`` elements a sample."""
+    data = train.data
+    if data is None or data.type != "Synthetic":
+        return
+    args = datasets()["Synthetic"].with_defaults(data.args)
+    for key in SYNTHETIC_SPLITS.values():
+        problem = synthetic_problem(args, key, sample_elements)
+        if problem is not None:
+            checker.error(("train", "data", key), f"Synthetic: {problem}", kind="value")
 
 
 def check_train(checker: Checker, raw: Any) -> TrainSpec | None:

@@ -20,6 +20,7 @@ Relative paths (``root``, ``path``) are relative to the working directory, as in
 from __future__ import annotations
 
 import functools
+import math
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -34,10 +35,12 @@ from specnet._front.errors import ErrorItem, Path, SpecValidationError
 from specnet._front.source import SourceMap
 from specnet._front.spec import Spec, TensorSpec
 from specnet._front.trainspec import (
+    SYNTHETIC_SPLITS,
     Component,
     checked_component,
     dataset_args,
     datasets,
+    synthetic_problem,
     transforms,
 )
 
@@ -222,9 +225,13 @@ def preprocessing(component: Component | None, seed: int = 0) -> Preprocess | No
 
 
 def _synthetic(r: _Request) -> Dataset[Any] | None:
-    n = r.args[{"train": "samples", "val": "val_samples", "test": "test_samples"}[r.split]]
+    key = SYNTHETIC_SPLITS[r.split]
+    n = r.args[key]
     if r.split != "train" and n == 0:
         return None
+    too_many = synthetic_problem(r.args, key, math.prod(r.input.shape))
+    if too_many is not None:  # a TrainSpec made in Python: validation did not see the input
+        raise r.error(too_many, key)
     # Each split its own stream (the training and test ones as before validation existed).
     stream = {"train": 0, "test": 1, "val": 2**40}[r.split]
     g = torch.Generator().manual_seed(r.seed * 2 + stream)
@@ -242,6 +249,21 @@ def _synthetic(r: _Request) -> Dataset[Any] | None:
     else:
         y = torch.randint(0, classes, (n,), generator=g)
     return TensorDataset(x, y)
+
+
+def _synthetic_split(r: _Request) -> Dataset[Any] | None:
+    """:func:`_synthetic`, a split larger than this machine's memory a located error."""
+    try:
+        return _synthetic(r)
+    except (RuntimeError, MemoryError) as exc:  # torch: "DefaultCPUAllocator: can't allocate"
+        if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+            raise
+        key = SYNTHETIC_SPLITS[r.split]
+        raise r.error(
+            f"not enough memory for {r.args[key]} samples of {list(r.input.shape)} "
+            f"{r.input.dtype} and their targets",
+            key,
+        ) from None
 
 
 def read_tensors(path: str | os.PathLike[str]) -> Any:
@@ -306,7 +328,7 @@ def _tensor_file(r: _Request) -> Dataset[Any] | None:
 
 _LOADERS: dict[str, Callable[[_Request], Dataset[Any] | None]] = {
     "Digits": _digits,
-    "Synthetic": _synthetic,
+    "Synthetic": _synthetic_split,
     "TensorFile": _tensor_file,
 }
 

@@ -692,10 +692,19 @@ def _kept(t: TrainSpec, monitor: str) -> dict[str, Any]:
     return out
 
 
-def _resume_problems(out: Path, spec: Spec, state: Mapping[str, Any]) -> list[ErrorItem]:
-    """How ``spec`` differs from the spec of the run being resumed in ``out`` (its
-    ``spec.yaml``) in what a resume must keep, each located in ``spec``; and too few
-    epochs for what the run has done (its checkpoint's ``state``)."""
+TRAIN_RECORD = "train"
+"""The key of a checkpoint's options that holds the ``train:`` settings it was trained with
+(as TrainSpec JSON): what a resume is compared against, since the run folder's ``spec.yaml``
+(which ``--resume DIR`` reads) may have been edited since."""
+
+
+def _resume_problems(
+    out: Path, spec: Spec, state: Mapping[str, Any], recorded: str | None
+) -> list[ErrorItem]:
+    """How ``spec`` differs from the run being resumed in ``out`` in what a resume must keep,
+    each located in ``spec``; and too few epochs for what the run has done (its checkpoint's
+    ``state``). The run's settings are those its checkpoint ``recorded``; a checkpoint of an
+    earlier release has none, and its run folder's ``spec.yaml`` stands in."""
     t = spec.train if spec.train is not None else TrainSpec.model_validate({})
     problems = []
     done = int(state.get("epoch", 0)) + (1 if state.get("batch_in_epoch") else 0)
@@ -709,15 +718,9 @@ def _resume_problems(out: Path, spec: Spec, state: Mapping[str, Any]) -> list[Er
                 kind="value",
             )
         )
-    recorded = out / "spec.yaml"
-    if not recorded.is_file():
-        return problems
-    try:
-        before = validate_document(read_document(recorded)).train
-    except (SpecnetError, OSError):
-        return problems  # a run folder's spec of an older release, or edited: the hash decides
+    before = _trained_with(out, recorded)
     if before is None:
-        before = TrainSpec.model_validate({})
+        return problems
     monitor = str(state.get("monitor") or "val_loss")
     old, new = _kept(before, monitor), _kept(t, monitor)
     fix = (
@@ -744,6 +747,20 @@ def _resume_problems(out: Path, spec: Spec, state: Mapping[str, Any]) -> list[Er
     return problems
 
 
+def _trained_with(out: Path, recorded: str | None) -> TrainSpec | None:
+    """The ``train:`` settings of the run in ``out``: as its checkpoint ``recorded`` them, else
+    as its ``spec.yaml`` gives them; None when neither can be read (the model hash decides)."""
+    if recorded is not None:
+        with contextlib.suppress(ValueError):  # pydantic's error: written by another release
+            return TrainSpec.model_validate_json(recorded)
+    path = out / "spec.yaml"
+    try:
+        before = validate_document(read_document(path)).train if path.is_file() else None
+    except (SpecnetError, OSError):
+        return None
+    return before if before is not None else TrainSpec.model_validate({})
+
+
 def _shown(value: Any) -> str:
     if isinstance(value, Mapping) and set(value) == {"type", "args"}:
         value = {"type": value["type"], **value["args"]}
@@ -765,10 +782,12 @@ def _run(
     point = strategy.agree(lambda: resume_point(out, report) if resume else None)
     options = dict(RUN_DEFAULTS)
     if point is not None:
-        changed = _resume_problems(out, spec, load_state(point.state))
+        saved = load_options(point.state)
+        recorded = saved.pop(TRAIN_RECORD, None)
+        changed = _resume_problems(out, spec, load_state(point.state), recorded)
         if changed:  # before anything is built, read or written
             raise SpecValidationError(changed)
-        options.update(load_options(point.state))
+        options.update(saved)
     options.update({k: v for k, v in given.items() if v is not None})
 
     t = spec.train if spec.train is not None else TrainSpec.model_validate({})
@@ -791,7 +810,7 @@ def _run(
         model_hash=digest,
         every=options["checkpoint_every"],
         keep=options["keep"],
-        options=options,
+        options={**options, TRAIN_RECORD: t.model_dump_json()},
     )
     # In several processes, rank 0 alone shows progress and writes the run folder.
     bar = Progress(enabled=progress and main)

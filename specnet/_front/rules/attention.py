@@ -9,6 +9,7 @@ from .base import (
     _FLOATS,
     NONE,
     PROBABILITY,
+    SIZE,
     Args,
     Call,
     Keyword,
@@ -153,7 +154,13 @@ def _sequence(v: Value, layer: str, what: str) -> TensorType:
     return x
 
 
-@rules.rule("MultiheadAttention", infers=("embed_dim",), inputs=(1, 3), call=MHA_CALL)
+@rules.rule(
+    "MultiheadAttention",
+    infers=("embed_dim",),
+    inputs=(1, 3),
+    ranges={"kdim": SIZE, "vdim": SIZE},
+    call=MHA_CALL,
+)
 def multihead_attention(args: Args, inputs: list[Value]) -> Out:
     """(query, key, value) -> (output (L, E), weights (L, S)), weights averaged over heads.
 
@@ -168,7 +175,7 @@ def multihead_attention(args: Args, inputs: list[Value]) -> Out:
     e = q.shape[1]
     _heads(args, e, "num_heads")
     for x, arg, what in ((k, "kdim", "key"), (v, "vdim", "value")):
-        want = args.get(arg) or e
+        want = e if args.get(arg) is None else args[arg]
         if x.shape[1] != want:
             raise ShapeMismatch(
                 f"{what} {x} has {x.shape[1]} features, {arg} is {args.get(arg)} "

@@ -340,23 +340,27 @@ _LAYOUT = {1: "C, L", 2: "C, H, W", 3: "C, D, H, W"}
 
 _WEIGHTS = "float32"
 """The dtype specnet builds every layer's weights in (``train.precision`` runs them lower)."""
+_REDUCED = ("float16", "bfloat16")
+"""The lower precisions torch's norms take beside float32 weights."""
 
 
-def _float(v: Value, layer: str, mixed: bool = False) -> TensorType:
+def _float(v: Value, layer: str, mixed: bool = False, holds: bool = True) -> TensorType:
     """The single tensor input of a layer with weights, which must be of their dtype.
 
-    ``mixed``: torch's norms also take any floating-point input (on the CPU, float16 and
-    bfloat16 beside float32 weights; float64 where they hold no weights), so only
-    floating-point is checked."""
+    ``mixed``: torch's norms also take float16 and bfloat16 beside float32 weights (on the
+    CPU), and any floating-point input where they hold no float32 tensors (``holds`` false:
+    no affine weights, nor running statistics)."""
     x = tensor(v)
     if x.dtype not in _FLOATS:
         raise ShapeMismatch(f"{layer} expects a floating-point input, got {x}")
-    if x.dtype != _WEIGHTS and not mixed:
-        raise ShapeMismatch(
-            f"{layer}'s weights are {_WEIGHTS} and torch does not mix dtypes: its input must be "
-            f"{_WEIGHTS}, got {x} {x.dtype} (train.precision runs a float32 model in bf16 or fp16)"
-        )
-    return x
+    if x.dtype == _WEIGHTS or (mixed and (not holds or x.dtype in _REDUCED)):
+        return x
+    held = "weights are" if not mixed else "weights or running statistics are"
+    also = f"{_WEIGHTS}, float16 or bfloat16" if mixed else _WEIGHTS
+    raise ShapeMismatch(
+        f"{layer}'s {held} {_WEIGHTS} and torch does not mix dtypes: its input must be "
+        f"{also}, got {x} {x.dtype} (train.precision runs a float32 model in bf16 or fp16)"
+    )
 
 
 def _min_rank(x: TensorType, n: int, layer: str, layout: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .base import (
     _FLOATS,
     MAX_INPUTS,
+    NONNEGATIVE,
     Args,
     Out,
     Range,
@@ -120,7 +121,7 @@ def mean(args: Args, inputs: list[Value]) -> Out:
     return Out(TensorType(shape, x.dtype), args, prod(x.shape))
 
 
-@rules.rule("CosineSimilarity", inputs=(2, 2))
+@rules.rule("CosineSimilarity", inputs=(2, 2), ranges={"eps": NONNEGATIVE})
 def cosine_similarity(args: Args, inputs: list[Value]) -> Out:
     """Broadcasts the inputs and removes ``dim`` (not the batch, 0)."""
     xs = _tensors(inputs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .base import (
     _LAYOUT,
+    NONNEGATIVE,
     Args,
     Out,
     RuleSet,
@@ -21,16 +22,38 @@ rules = RuleSet(stateless=True)
 
 ELEMENTWISE = (
     *("AlphaDropout", "Dropout", "Identity", "Scale"),
-    *("CELU", "ELU", "GELU", "Hardshrink", "Hardsigmoid", "Hardswish"),
-    *("LeakyReLU", "LogSigmoid", "Mish", "RReLU", "ReLU", "ReLU6", "SELU", "SiLU"),
-    *("Sigmoid", "Softplus", "Softshrink", "Softsign", "Tanh", "Tanhshrink", "Threshold"),
+    *("ELU", "GELU", "Hardshrink", "Hardsigmoid", "Hardswish"),
+    *("LeakyReLU", "LogSigmoid", "Mish", "ReLU", "ReLU6", "SELU", "SiLU"),
+    *("Sigmoid", "Softplus", "Softsign", "Tanh", "Tanhshrink", "Threshold"),
 )
-"""Layers acting on each element alike, so a tensor without a batch dimension is fine."""
+"""Layers acting on each element alike, so a tensor without a batch dimension is fine (and
+CELU, RReLU and Softshrink, whose arguments torch checks only in ``forward``: below)."""
 
 
 @rules.rule(*ELEMENTWISE, unbatched=True)
+@rules.rule("Softshrink", unbatched=True, ranges={"lambd": NONNEGATIVE})
 def elementwise(args: Args, inputs: list[Value]) -> Out:
     """Elementwise layers keep the shape (Dropout in eval mode is the identity)."""
+    return Out(tensor(inputs[0]), args)
+
+
+@rules.rule("CELU", unbatched=True)
+def celu(args: Args, inputs: list[Value]) -> Out:
+    """Keeps the shape; CELU divides by ``alpha``, which torch refuses to be 0."""
+    if args["alpha"] == 0:
+        raise ShapeMismatch("alpha must not be 0 (CELU divides by it)", arg="alpha")
+    return Out(tensor(inputs[0]), args)
+
+
+@rules.rule("RReLU", unbatched=True)
+def rrelu(args: Args, inputs: list[Value]) -> Out:
+    """Keeps the shape; in training the slopes are drawn from ``[lower, upper]``, which torch
+    requires to be an interval (``lower <= upper``)."""
+    if args["lower"] > args["upper"]:
+        raise ShapeMismatch(
+            f"lower ({args['lower']}) must not be greater than upper ({args['upper']})",
+            arg="lower" if "lower" in args else "upper",
+        )
     return Out(tensor(inputs[0]), args)
 
 

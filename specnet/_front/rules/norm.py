@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from .base import (
     _LAYOUT,
+    POSITIVE,
+    SIZE,
     Args,
     Out,
     RuleSet,
@@ -32,22 +34,29 @@ _INSTANCE_NORMS: dict[str, tuple[tuple[int, ...], str]] = {
 }
 
 
+_BATCH_EPS = {"eps": POSITIVE}
+"""torch's batch norms refuse an ``eps`` that is not positive in training (in ``forward``)."""
+
+
 @rules.family(_INSTANCE_NORMS, infers=("num_features",))
-@rules.family(_BATCH_NORMS, infers=("num_features",), fresh=True)
+@rules.family(_BATCH_NORMS, infers=("num_features",), fresh=True, ranges=_BATCH_EPS)
 def batch_norm(
     name: str, ranks: tuple[tuple[int, ...], str], args: Args, inputs: list[Value]
 ) -> Out:
-    """Keeps the shape; ``num_features`` is the channel dimension."""
-    x = _float(inputs[0], name, mixed=True)
+    """Keeps the shape; ``num_features`` is the channel dimension. A batch norm's running
+    statistics are float32 too; an instance norm's are not mixed with its input."""
+    stats = name.startswith("Batch") and args["track_running_stats"]
+    x = _float(inputs[0], name, mixed=True, holds=args["affine"] or stats)
     need_rank(x, ranks[0], name, ranks[1])
     _fill(args, "num_features", x.shape[0], x)
     return Out(x, args, prod(x.shape))
 
 
-@rules.rule("SyncBatchNorm", infers=("num_features",))
+@rules.rule("SyncBatchNorm", infers=("num_features",), ranges=_BATCH_EPS)
 def sync_batch_norm(args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape; ``num_features`` is the channel dimension (any rank)."""
-    x = _float(inputs[0], "SyncBatchNorm", mixed=True)
+    holds = args["affine"] or args["track_running_stats"]
+    x = _float(inputs[0], "SyncBatchNorm", mixed=True, holds=holds)
     _min_rank(x, 1, "SyncBatchNorm", "C, *")
     _fill(args, "num_features", x.shape[0], x)
     return Out(x, args, prod(x.shape))
@@ -56,7 +65,7 @@ def sync_batch_norm(args: Args, inputs: list[Value]) -> Out:
 @rules.rule("GroupNorm", infers=("num_channels",))
 def group_norm(args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape; ``num_groups`` must divide the channels."""
-    x = _float(inputs[0], "GroupNorm", mixed=True)
+    x = _float(inputs[0], "GroupNorm", mixed=True, holds=args["affine"])
     _min_rank(x, 1, "GroupNorm", "C, *")
     _fill(args, "num_channels", x.shape[0], x)
     if args["num_groups"] < 1 or x.shape[0] % args["num_groups"]:
@@ -68,14 +77,21 @@ def group_norm(args: Args, inputs: list[Value]) -> Out:
 @rules.family(dict.fromkeys(("LayerNorm", "RMSNorm")), infers=("normalized_shape",), unbatched=True)
 def layer_norm(name: str, _: None, args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape. Inferred ``normalized_shape`` is the last dimension ``[C]``;
-    a given one must equal the trailing dimensions."""
-    x = _float(inputs[0], name, mixed=True)
+    a given one must equal the trailing dimensions. RMSNorm takes any floating-point input
+    beside its weight (torch computes it apart when the dtypes differ)."""
+    holds = name == "LayerNorm" and args["elementwise_affine"]
+    x = _float(inputs[0], name, mixed=True, holds=holds)
     _min_rank(x, 1, name, "..., C")
     given = args.get("normalized_shape")
     if given is None:
         args["normalized_shape"] = [x.shape[-1]]
     else:
         want = list(ntuple(given, 1))
+        if not want:
+            raise ShapeMismatch(
+                f"normalized_shape is empty: {name} normalizes over at least one dimension",
+                arg="normalized_shape",
+            )
         if len(want) > len(x.shape) or list(x.shape[len(x.shape) - len(want) :]) != want:
             raise ShapeMismatch(
                 f"normalized_shape {given} does not match the trailing dimensions of {x}",
@@ -84,7 +100,9 @@ def layer_norm(name: str, _: None, args: Args, inputs: list[Value]) -> Out:
     return Out(x, args, prod(x.shape))
 
 
-@rules.family({"LocalResponseNorm": False, "CrossMapLRN2d": True}, stateless=True)
+@rules.family(
+    {"LocalResponseNorm": False, "CrossMapLRN2d": True}, stateless=True, ranges={"size": SIZE}
+)
 def local_response_norm(name: str, only_2d: bool, args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape; normalizes across channels (dimension 1). CrossMapLRN2d
     needs (C, H, W)."""

@@ -48,6 +48,8 @@ def pool(name: str, n: int, args: Args, inputs: list[Value]) -> Out:
     x = tensor(inputs[0])
     if name.startswith("LP") and args["norm_type"] == 0:
         raise ShapeMismatch("norm_type must not be 0 (torch refuses it)", arg="norm_type")
+    if args.get("divisor_override") == 0:
+        raise ShapeMismatch("divisor_override must not be 0 (torch refuses it)", "divisor_override")
     _spatial(x, n, name)
     size = x.shape[-n:]
     k, s = _ints(args, "kernel_size", n, 1), _stride(args, n)
@@ -97,8 +99,8 @@ def adaptive_pool(name: str, n: int, args: Args, inputs: list[Value]) -> Out:
     x = tensor(inputs[0])
     _spatial(x, n, name)
     size = x.shape[-n:]
-    want = args.get("output_size")
-    sizes = ntuple(want, n) if want is not None else (None,) * n
+    want = args["output_size"]
+    sizes = ntuple(want, n)
     if len(sizes) != n or (n == 1 and None in sizes):
         raise ShapeMismatch(
             f"output_size {want} must be {n} sizes"

@@ -61,6 +61,11 @@ def upsample(args: Args, inputs: list[Value]) -> Out:
         raise ShapeMismatch("mode 'lanczos' needs antialias, which Upsample does not use", "mode")
     if args.get("align_corners") is not None and mode not in _MODE_DIMS:
         raise ShapeMismatch(f"align_corners cannot be set with mode '{mode}'", "align_corners")
+    if args.get("recompute_scale_factor") and args.get("size") is not None:
+        raise ShapeMismatch(
+            "recompute_scale_factor applies to a scale_factor, not to a given size",
+            "recompute_scale_factor",
+        )
     y = _resize(x, args, "Upsample", n)
     return Out(y, args, prod(y.shape))
 

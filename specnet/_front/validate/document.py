@@ -190,6 +190,10 @@ class Checker(Walker):
             from ..trainspec import check_train
 
             train = check_train(self, data["train"])
+            if train is not None and inputs is not None and len(inputs) == 1:
+                from ..trainspec import check_data_size
+
+                check_data_size(self, train, math.prod(next(iter(inputs.values())).shape))
         if self.errors or model is None or inputs is None:
             return None
         return Spec(
