@@ -298,3 +298,9 @@ model:
     torch.testing.assert_close(model(q, kv, keep), want)
     (error,) = errors(spec.replace("shape: [1, 1, 5]}", "shape: [5, 1, 1]}"))
     assert error.path == ("model", "nodes", "att") and "does not broadcast" in error.msg
+    # a scale that is not a finite number is written into the built code as a float too
+    tiny = specnet.build(spec.replace("scale: 0.5", "scale: -.inf"))
+    want = F.scaled_dot_product_attention(
+        q, kv, kv, attn_mask=keep.view(3, 1, 1, 5), scale=float("-inf")
+    )
+    torch.testing.assert_close(tiny(q, kv, keep), want, equal_nan=True)

@@ -245,15 +245,16 @@ def test_synthetic_follows_the_spec_and_the_model() -> None:
 def test_a_synthetic_split_past_the_limit_is_refused_at_its_size_alike_everywhere(
     key: str,
 ) -> None:
-    # 2**22 samples of [32, 32, 1]: 2**32 elements, the most a split may generate; one more
-    # sample is past it. specnet validate sees it with the spec's input; a TrainSpec made in
-    # Python, when the data set is loaded for that input (before anything is allocated).
+    # 2**26 samples of [1023] and a class target: 2**36 elements, the most a split may
+    # generate; one more sample is past it. specnet validate sees it with the spec's input; a
+    # TrainSpec made in Python, when the data set is loaded for that input (before anything is
+    # allocated).
     limit = MAX_SYNTHETIC_ELEMENTS // 1024
     split = {"samples": "train", "val_samples": "val", "test_samples": "test"}[key]
     found = []
     for n, past in ((limit, False), (limit + 1, True)):
         data = {"type": "Synthetic", key: n, "samples": n if key == "samples" else 4}
-        text = f"input: [32, 32, 1]\nmodel: Flatten\ntrain: {{data: {json.dumps(data)}}}\n"
+        text = f"input: [1023]\nmodel: Flatten\ntrain: {{data: {json.dumps(data)}}}\n"
         assert bool(specnet.validate(text)) is past
         if past:
             with pytest.raises(specnet.SpecValidationError) as validated:
@@ -263,10 +264,20 @@ def test_a_synthetic_split_past_the_limit_is_refused_at_its_size_alike_everywher
             assert "MAX_SYNTHETIC_ELEMENTS" in item.msg and item.line == 3
             c = Component(type="Synthetic", args={k: v for k, v in data.items() if k != "type"})
             with pytest.raises(specnet.SpecValidationError) as loaded:
-                load_dataset(c, split, input=TensorSpec(shape=(32, 32, 1)))
+                load_dataset(c, split, input=TensorSpec(shape=(1023,)))
             found = [item.msg, loaded.value.errors[0].msg]
             assert loaded.value.errors[0].path == ("train", "data", key)
     assert found[0] == found[1]
+
+
+def test_a_regression_target_counts_toward_the_limit_when_the_data_set_is_loaded() -> None:
+    # validate does not infer the model's output; loading, which knows it, counts it.
+    c = Component(type="Synthetic", args={"samples": 2**17, "classes": None})
+    with pytest.raises(specnet.SpecValidationError) as loaded:
+        load_dataset(c, "train", input=TensorSpec(shape=(1,)), output_shape=(2**19,))
+    (item,) = loaded.value.errors
+    assert item.path == ("train", "data", "samples")
+    assert f"{2**17} samples of {2**19 + 1} elements (input and target)" in item.msg
 
 
 _LITTLE_MEMORY = """

@@ -480,9 +480,10 @@ def test_a_resume_that_would_not_continue_the_run_is_refused_and_the_folder_kept
 def test_a_resume_compares_with_the_settings_the_checkpoint_trained_with_not_an_edited_spec_yaml(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # --resume DIR reads DIR/spec.yaml; editing it does not change what the run was.
+    # --resume DIR reads DIR/spec.yaml; editing it does not change what the run was. The
+    # recorded settings keep an infinite number (no clipping) as it is.
     spec = tmp_path / "s.yaml"
-    spec.write_text(DIGITS.replace("epochs: 4", "epochs: 1"), "utf-8")
+    spec.write_text(DIGITS.replace("epochs: 4", "epochs: 1\n  clip_grad_norm: .inf"), "utf-8")
     out = tmp_path / "run"
     assert main(["train", str(spec), "--out", str(out), "--no-progress"]) == 0
     recorded = out / "spec.yaml"

@@ -84,7 +84,7 @@ def _attention(args: Mapping[str, Any], xs: Sequence[str], values: Sequence[Valu
     if args["is_causal"]:
         items.append("is_causal=True")
     if args["scale"] is not None:
-        items.append(f"scale={args['scale']!r}")
+        items.append(f"scale={_number(args['scale'], 'float32')}")
     return f"F.scaled_dot_product_attention({', '.join(items)})"
 
 

@@ -51,9 +51,11 @@ MAX_ROUND_DIGITS = 400
 """Most digits, either side of the point, an expression's ``round(x, n)`` may round to (a
 float has 17 significant digits and no exponent past 308; a larger ``-n`` would make Python
 compute ``10**-n``)."""
-MAX_SYNTHETIC_ELEMENTS = 2**32
-"""Most input elements a ``Synthetic`` data set may generate for one split (its samples times
-the elements of one sample): 16 GiB of float32."""
+MAX_SYNTHETIC_ELEMENTS = 2**36
+"""Most elements a ``Synthetic`` data set may generate for one split: its samples times the
+elements of one sample's input and target (256 GiB of float32). ``specnet validate`` counts a
+regression target (shaped like the model's output) as nothing, as it does not infer shapes;
+loading the data set counts it."""
 MAX_NAME = 64
 """Longest spec ``name:``."""
 MAX_SUGGEST = 64

@@ -709,29 +709,34 @@ SYNTHETIC_SPLITS = {"train": "samples", "val": "val_samples", "test": "test_samp
 """The argument of a Synthetic data set that gives each split's number of samples."""
 
 
-def synthetic_problem(args: Mapping[str, Any], key: str, sample_elements: int) -> str | None:
+def synthetic_problem(
+    args: Mapping[str, Any], key: str, input_elements: int, output_elements: int = 0
+) -> str | None:
     """Why a Synthetic data set (``args``, defaults filled in) cannot generate the split whose
-    number of samples is ``key``, for inputs of ``sample_elements`` elements a sample: past
-    :data:`MAX_SYNTHETIC_ELEMENTS`."""
+    number of samples is ``key``, for inputs of ``input_elements`` elements a sample and a model
+    whose output has ``output_elements`` (the target of regression; a class target is one):
+    past :data:`MAX_SYNTHETIC_ELEMENTS`."""
     n = int(args[key])
-    if n * sample_elements <= MAX_SYNTHETIC_ELEMENTS:
+    each = input_elements + (1 if args["classes"] is not None else output_elements)
+    if n * each <= MAX_SYNTHETIC_ELEMENTS:
         return None
     return (
-        f"{n} samples of {sample_elements} elements are {n * sample_elements} elements, more "
+        f"{n} samples of {each} elements (input and target) are {n * each} elements, more "
         f"than the {MAX_SYNTHETIC_ELEMENTS} a split may generate (a fixed limit, "
         "specnet._front.limits.MAX_SYNTHETIC_ELEMENTS)"
     )
 
 
-def check_data_size(checker: Checker, train: TrainSpec, sample_elements: int) -> None:
+def check_data_size(checker: Checker, train: TrainSpec, input_elements: int) -> None:
     """Report, into ``checker``, each split of ``train``'s Synthetic data set past the limit
-    for inputs of ``sample_elements`` elements a sample."""
+    for inputs of ``input_elements`` elements a sample (a regression target, whose shape
+    validation does not know, counted as nothing)."""
     data = train.data
     if data is None or data.type != "Synthetic":
         return
     args = datasets()["Synthetic"].with_defaults(data.args)
     for key in SYNTHETIC_SPLITS.values():
-        problem = synthetic_problem(args, key, sample_elements)
+        problem = synthetic_problem(args, key, input_elements)
         if problem is not None:
             checker.error(("train", "data", key), f"Synthetic: {problem}", kind="value")
 

@@ -229,8 +229,8 @@ def _synthetic(r: _Request) -> Dataset[Any] | None:
     n = r.args[key]
     if r.split != "train" and n == 0:
         return None
-    too_many = synthetic_problem(r.args, key, math.prod(r.input.shape))
-    if too_many is not None:  # a TrainSpec made in Python: validation did not see the input
+    too_many = synthetic_problem(r.args, key, math.prod(r.input.shape), math.prod(r.output_shape))
+    if too_many is not None:  # a TrainSpec made in Python, or a large regression target
         raise r.error(too_many, key)
     # Each split its own stream (the training and test ones as before validation existed).
     stream = {"train": 0, "test": 1, "val": 2**40}[r.split]

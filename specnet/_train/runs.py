@@ -694,12 +694,13 @@ def _kept(t: TrainSpec, monitor: str) -> dict[str, Any]:
 
 TRAIN_RECORD = "train"
 """The key of a checkpoint's options that holds the ``train:`` settings it was trained with
-(as TrainSpec JSON): what a resume is compared against, since the run folder's ``spec.yaml``
-(which ``--resume DIR`` reads) may have been edited since."""
+(``TrainSpec.model_dump()``: plain values, an infinite ``clip_grad_norm`` as it is): what a
+resume is compared against, since the run folder's ``spec.yaml`` (which ``--resume DIR``
+reads) may have been edited since."""
 
 
 def _resume_problems(
-    out: Path, spec: Spec, state: Mapping[str, Any], recorded: str | None
+    out: Path, spec: Spec, state: Mapping[str, Any], recorded: Mapping[str, Any] | None
 ) -> list[ErrorItem]:
     """How ``spec`` differs from the run being resumed in ``out`` in what a resume must keep,
     each located in ``spec``; and too few epochs for what the run has done (its checkpoint's
@@ -747,12 +748,12 @@ def _resume_problems(
     return problems
 
 
-def _trained_with(out: Path, recorded: str | None) -> TrainSpec | None:
+def _trained_with(out: Path, recorded: Mapping[str, Any] | None) -> TrainSpec | None:
     """The ``train:`` settings of the run in ``out``: as its checkpoint ``recorded`` them, else
     as its ``spec.yaml`` gives them; None when neither can be read (the model hash decides)."""
     if recorded is not None:
         with contextlib.suppress(ValueError):  # pydantic's error: written by another release
-            return TrainSpec.model_validate_json(recorded)
+            return TrainSpec.model_validate(recorded)
     path = out / "spec.yaml"
     try:
         before = validate_document(read_document(path)).train if path.is_file() else None
@@ -810,7 +811,7 @@ def _run(
         model_hash=digest,
         every=options["checkpoint_every"],
         keep=options["keep"],
-        options={**options, TRAIN_RECORD: t.model_dump_json()},
+        options={**options, TRAIN_RECORD: t.model_dump()},
     )
     # In several processes, rank 0 alone shows progress and writes the run folder.
     bar = Progress(enabled=progress and main)

@@ -181,7 +181,8 @@ class Rule:
     inputs: tuple[int, int | None] = (1, 1)
     """How many inputs the layer takes: (at least, at most or None for any)."""
     ranges: Mapping[str, Range] = field(default_factory=dict)
-    """Ranges torch's constructor enforces, by argument (checked by validation)."""
+    """Ranges torch enforces, by argument: in its constructor, or only in ``forward`` or
+    ``backward`` (checked by validation)."""
     stateless: bool = False
     """The layer holds no parameters (so it may serve as a ModuleList's ``between``)."""
     fresh: bool = False
@@ -355,11 +356,15 @@ def _float(v: Value, layer: str, mixed: bool = False, holds: bool = True) -> Ten
         raise ShapeMismatch(f"{layer} expects a floating-point input, got {x}")
     if x.dtype == _WEIGHTS or (mixed and (not holds or x.dtype in _REDUCED)):
         return x
-    held = "weights are" if not mixed else "weights or running statistics are"
-    also = f"{_WEIGHTS}, float16 or bfloat16" if mixed else _WEIGHTS
+    if mixed:
+        raise ShapeMismatch(
+            f"{layer} holds {_WEIGHTS} weights (or running statistics) and torch does not mix "
+            f"them with a {x.dtype} input: its input must be {_WEIGHTS}, float16 or bfloat16, "
+            f"got {x} {x.dtype}"
+        )
     raise ShapeMismatch(
-        f"{layer}'s {held} {_WEIGHTS} and torch does not mix dtypes: its input must be "
-        f"{also}, got {x} {x.dtype} (train.precision runs a float32 model in bf16 or fp16)"
+        f"{layer}'s weights are {_WEIGHTS} and torch does not mix dtypes: its input must be "
+        f"{_WEIGHTS}, got {x} {x.dtype} (train.precision runs a float32 model in bf16 or fp16)"
     )
 
 

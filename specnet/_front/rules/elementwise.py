@@ -22,12 +22,13 @@ rules = RuleSet(stateless=True)
 
 ELEMENTWISE = (
     *("AlphaDropout", "Dropout", "Identity", "Scale"),
-    *("ELU", "GELU", "Hardshrink", "Hardsigmoid", "Hardswish"),
-    *("LeakyReLU", "LogSigmoid", "Mish", "ReLU", "ReLU6", "SELU", "SiLU"),
+    *("GELU", "Hardshrink", "Hardsigmoid", "Hardswish"),
+    *("LogSigmoid", "Mish", "ReLU", "ReLU6", "SELU", "SiLU"),
     *("Sigmoid", "Softplus", "Softsign", "Tanh", "Tanhshrink", "Threshold"),
 )
 """Layers acting on each element alike, so a tensor without a batch dimension is fine (and
-CELU, RReLU and Softshrink, whose arguments torch checks only in ``forward``: below)."""
+CELU, ELU, LeakyReLU, RReLU and Softshrink, whose arguments torch checks only in ``forward`` or
+``backward``: below)."""
 
 
 @rules.rule(*ELEMENTWISE, unbatched=True)
@@ -37,11 +38,18 @@ def elementwise(args: Args, inputs: list[Value]) -> Out:
     return Out(tensor(inputs[0]), args)
 
 
-@rules.rule("CELU", unbatched=True)
-def celu(args: Args, inputs: list[Value]) -> Out:
-    """Keeps the shape; CELU divides by ``alpha``, which torch refuses to be 0."""
-    if args["alpha"] == 0:
+@rules.family({"CELU": "alpha", "ELU": "alpha", "LeakyReLU": "negative_slope"}, unbatched=True)
+def sloped(name: str, slope: str, args: Args, inputs: list[Value]) -> Out:
+    """Keeps the shape. torch's backward of these in place cannot undo a negative ``slope``
+    argument, and CELU divides by its ``alpha``, which torch refuses to be 0."""
+    if name == "CELU" and args["alpha"] == 0:
         raise ShapeMismatch("alpha must not be 0 (CELU divides by it)", arg="alpha")
+    if args["inplace"] and args[slope] < 0:
+        raise ShapeMismatch(
+            f"inplace: true with a negative {slope} ({args[slope]}): torch's backward cannot "
+            "recover the input from the output in place (set inplace: false)",
+            arg="inplace",
+        )
     return Out(tensor(inputs[0]), args)
 
 

@@ -8,6 +8,7 @@ from .base import (
     SIZE,
     Args,
     Out,
+    Range,
     RuleSet,
     ShapeMismatch,
     Value,
@@ -100,12 +101,11 @@ def layer_norm(name: str, _: None, args: Args, inputs: list[Value]) -> Out:
     return Out(x, args, prod(x.shape))
 
 
-@rules.family(
-    {"LocalResponseNorm": False, "CrossMapLRN2d": True}, stateless=True, ranges={"size": SIZE}
-)
+@rules.family({"LocalResponseNorm": False}, stateless=True, ranges={"size": SIZE})
+@rules.family({"CrossMapLRN2d": True}, stateless=True, ranges={"size": Range(2)})
 def local_response_norm(name: str, only_2d: bool, args: Args, inputs: list[Value]) -> Out:
     """Keeps the shape; normalizes across channels (dimension 1). CrossMapLRN2d
-    needs (C, H, W)."""
+    needs (C, H, W), and a window of at least 2 channels (its backward fails on 1)."""
     x = tensor(inputs[0])
     if only_2d:
         need_rank(x, (3,), name, _LAYOUT[2])
