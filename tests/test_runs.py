@@ -44,6 +44,11 @@ train:
 """
 
 
+def _files(folder: Path) -> dict[Path, bytes]:
+    """Every file under ``folder`` and its bytes: a run folder as it is."""
+    return {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with open(path, encoding="utf-8", newline="") as f:
         return list(csv.DictReader(f))
@@ -465,13 +470,13 @@ def test_a_resume_that_would_not_continue_the_run_is_refused_and_the_folder_kept
     spec.write_text(DIGITS.replace("epochs: 4", "epochs: 2"), "utf-8")
     out = tmp_path / "run"
     assert main(["train", str(spec), "--out", str(out), "--no-progress"]) == 0
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = _files(out)
     resume = ["train", "--resume", str(out), "--no-progress", "--set", "train.epochs=3"]
     assert main([*resume, "--set", change]) == 1
     err = capsys.readouterr().err
     assert f"train.{key}:" in err and "Traceback" not in err
     assert ("at least 2" if key == "epochs" else "continues the run exactly") in err
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert _files(out) == before
     # the same resume without the change goes on
     assert main(resume) == 0
     assert json.loads((out / "run.json").read_text())["epochs"] == 3
@@ -490,14 +495,14 @@ def test_a_resume_compares_with_the_settings_the_checkpoint_trained_with_not_an_
     text = recorded.read_text("utf-8")
     assert "batch_size: 64" in text and "epochs: 1" in text
     recorded.write_text(text.replace("batch_size: 64", "batch_size: 16"), "utf-8")
-    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    before = _files(out)
     resume = ["train", "--resume", str(out), "--no-progress", "--set", "train.epochs=2"]
     assert main(resume) == 1
     err = capsys.readouterr().err
     line = next(n for n, t in enumerate(text.splitlines(), 1) if "batch_size" in t)
     assert f"{recorded}:{line}:" in err and "train.batch_size:" in err, err
     assert "the run being resumed has batch_size 64, this spec 16" in err
-    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert _files(out) == before
     recorded.write_text(text, "utf-8")  # as trained: the resume goes on
     assert main(resume) == 0
     assert json.loads((out / "run.json").read_text())["epochs"] == 2

@@ -599,8 +599,8 @@ def datasets() -> Registry:
                 ),
             ),
             "Random inputs shaped like the spec's input, for smoke tests and benchmarks; a "
-            f"split holds at most {MAX_SYNTHETIC_ELEMENTS} input elements (its samples times a "
-            "sample's).",
+            f"split holds at most {MAX_SYNTHETIC_ELEMENTS} elements (its samples times a "
+            "sample's input and target).",
             splits=lambda args: _given(val=args["val_samples"] > 0, test=args["test_samples"] > 0),
         )
     )

@@ -232,6 +232,20 @@ def _synthetic(r: _Request) -> Dataset[Any] | None:
     too_many = synthetic_problem(r.args, key, math.prod(r.input.shape), math.prod(r.output_shape))
     if too_many is not None:  # a TrainSpec made in Python, or a large regression target
         raise r.error(too_many, key)
+    try:
+        return TensorDataset(*_random_samples(r, n))
+    except (RuntimeError, MemoryError) as exc:  # torch: "DefaultCPUAllocator: can't allocate"
+        if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
+            raise
+        raise r.error(
+            f"not enough memory for {n} samples of {list(r.input.shape)} {r.input.dtype} and "
+            "their targets",
+            key,
+        ) from None
+
+
+def _random_samples(r: _Request, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random inputs and targets of the Synthetic split ``r`` asks for."""
     # Each split its own stream (the training and test ones as before validation existed).
     stream = {"train": 0, "test": 1, "val": 2**40}[r.split]
     g = torch.Generator().manual_seed(r.seed * 2 + stream)
@@ -248,22 +262,7 @@ def _synthetic(r: _Request) -> Dataset[Any] | None:
         y = torch.randn((n, *r.output_shape), generator=g)
     else:
         y = torch.randint(0, classes, (n,), generator=g)
-    return TensorDataset(x, y)
-
-
-def _synthetic_split(r: _Request) -> Dataset[Any] | None:
-    """:func:`_synthetic`, a split larger than this machine's memory a located error."""
-    try:
-        return _synthetic(r)
-    except (RuntimeError, MemoryError) as exc:  # torch: "DefaultCPUAllocator: can't allocate"
-        if not isinstance(exc, MemoryError) and "allocate" not in str(exc):
-            raise
-        key = SYNTHETIC_SPLITS[r.split]
-        raise r.error(
-            f"not enough memory for {r.args[key]} samples of {list(r.input.shape)} "
-            f"{r.input.dtype} and their targets",
-            key,
-        ) from None
+    return x, y
 
 
 def read_tensors(path: str | os.PathLike[str]) -> Any:
@@ -328,7 +327,7 @@ def _tensor_file(r: _Request) -> Dataset[Any] | None:
 
 _LOADERS: dict[str, Callable[[_Request], Dataset[Any] | None]] = {
     "Digits": _digits,
-    "Synthetic": _synthetic_split,
+    "Synthetic": _synthetic,
     "TensorFile": _tensor_file,
 }
 

@@ -755,8 +755,10 @@ def _trained_with(out: Path, recorded: Mapping[str, Any] | None) -> TrainSpec | 
         with contextlib.suppress(ValueError):  # pydantic's error: written by another release
             return TrainSpec.model_validate(recorded)
     path = out / "spec.yaml"
+    if not path.is_file():
+        return None
     try:
-        before = validate_document(read_document(path)).train if path.is_file() else None
+        before = validate_document(read_document(path)).train
     except (SpecnetError, OSError):
         return None
     return before if before is not None else TrainSpec.model_validate({})

@@ -60,7 +60,7 @@ def rrelu(args: Args, inputs: list[Value]) -> Out:
     if args["lower"] > args["upper"]:
         raise ShapeMismatch(
             f"lower ({args['lower']}) must not be greater than upper ({args['upper']})",
-            arg="lower" if "lower" in args else "upper",
+            arg="lower",
         )
     return Out(tensor(inputs[0]), args)
 
@@ -134,6 +134,6 @@ def hardtanh(args: Args, inputs: list[Value]) -> Out:
     if not args["max_val"] > args["min_val"]:
         raise ShapeMismatch(
             f"max_val ({args['max_val']}) must be greater than min_val ({args['min_val']})",
-            arg="max_val" if "max_val" in args else "min_val",
+            arg="max_val",
         )
     return Out(tensor(inputs[0]), args)
